@@ -1,0 +1,108 @@
+// core/allocator.cpp — the CPU caching allocator (64-byte aligned) and Storage.
+#include "core/allocator.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/backend.h"
+
+namespace vislang {
+
+size_t allocator_bucket_size(size_t n) {
+  if (n == 0) n = 1;
+  const size_t kSmall = 64, kLarge = size_t(1) << 20;
+  if (n < kLarge) return (n + kSmall - 1) / kSmall * kSmall;
+  return (n + kLarge - 1) / kLarge * kLarge;
+}
+
+namespace {
+
+// Free lists keyed by bucket size. Blocks above kMaxCached are returned to the OS on free so a
+// one-off giant buffer (e.g. a weights conversion) does not stay resident.
+class CpuCachingAllocator final : public Allocator {
+ public:
+  void* allocate(size_t nbytes) override {
+    size_t b = allocator_bucket_size(nbytes);
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.n_allocs++;
+    auto it = free_.find(b);
+    void* p = nullptr;
+    if (it != free_.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      stats_.cached_bytes -= b;
+      stats_.n_cache_hits++;
+    } else {
+      p = std::aligned_alloc(64, b);
+      if (!p) VL_FAIL("cpu allocator: out of memory allocating ", b, " bytes");
+    }
+    stats_.allocated_bytes += b;
+    if (stats_.allocated_bytes > stats_.peak_bytes) stats_.peak_bytes = stats_.allocated_bytes;
+    return p;
+  }
+  void deallocate(void* p, size_t nbytes) override {
+    if (!p) return;
+    size_t b = allocator_bucket_size(nbytes);
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.allocated_bytes -= b;
+    if (b > kMaxCached) { std::free(p); return; }
+    free_[b].push_back(p);
+    stats_.cached_bytes += b;
+  }
+  void empty_cache() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& kv : free_)
+      for (void* p : kv.second) std::free(p);
+    free_.clear();
+    stats_.cached_bytes = 0;
+  }
+  AllocatorStats stats() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stats_;
+  }
+  ~CpuCachingAllocator() override { empty_cache(); }
+
+ private:
+  static constexpr size_t kMaxCached = size_t(256) << 20;
+  mutable std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+  AllocatorStats stats_;
+};
+
+}  // namespace
+
+Allocator& allocator_for(Device d) {
+  if (d.is_cpu()) {
+    static CpuCachingAllocator* cpu = new CpuCachingAllocator();  // leaked: outlives static tensors
+    return *cpu;
+  }
+  return cuda_allocator(d.index);
+}
+
+Storage::Storage(Device d, size_t nbytes) : device_(d), nbytes_(nbytes), owned_(true) {
+  data_ = allocator_for(d).allocate(nbytes);
+}
+Storage::Storage(Device d, void* data, size_t nbytes, std::shared_ptr<void> keep_alive)
+    : device_(d), data_(data), nbytes_(nbytes), owned_(false), keep_alive_(std::move(keep_alive)) {}
+Storage::~Storage() {
+  if (owned_ && data_) allocator_for(device_).deallocate(data_, nbytes_);
+}
+
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0) {
+    try {
+      size_t pos = 0;
+      int i = std::stoi(s.substr(5), &pos);
+      if (pos == s.size() - 5 && i >= 0) return cuda(i);
+    } catch (...) {
+    }
+  }
+  VL_FAIL("device: expected 'cpu', 'cuda' or 'cuda:N', got '", s, "'");
+}
+
+}  // namespace vislang
