@@ -1,0 +1,41 @@
+// cli/main.cpp — the `vislang` command: one binary, one subcommand per application.
+// Subcommands: version, bench ops (later issues add tokenize, embed, zero-shot, train, index, serve).
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+static void usage(std::ostream& os) {
+  os << "usage: vislang <command> [options]\n\n"
+        "commands:\n"
+        "  version          version, build type, CUDA on/off, CPU features, OpenMP threads\n"
+        "  bench ops        op throughput at ViT-B/32 shapes (GFLOP/s, GB/s, % of fp32 peak)\n\n"
+        "Run 'vislang <command> --help' for the options of a command.\n";
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  try {
+    if (cmd == "version" || cmd == "--version") return run_version(argc - 1, argv + 1);
+    if (cmd == "bench") {
+      if (argc >= 3 && std::string(argv[2]) == "ops") return run_bench_ops(argc - 2, argv + 2);
+      std::cerr << "vislang bench: expected a benchmark name: ops\n";
+      return 2;
+    }
+    std::cerr << "vislang: unknown command '" << cmd << "'\n\n";
+    usage(std::cerr);
+    return 2;
+  } catch (const vislang::Error& e) {
+    std::cerr << "vislang " << cmd << ": error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "vislang " << cmd << ": unexpected error: " << e.what() << "\n";
+    return 1;
+  }
+}

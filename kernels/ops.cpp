@@ -1,0 +1,626 @@
+// kernels/ops.cpp — front-ends of the public ops: validate, compute output shapes, allocate, dispatch.
+//
+// Every check here names the op and prints the offending tensors via Tensor::describe(), e.g.
+//   "matmul: inner dims differ: a f32 (2, 3) cpu vs b f32 (4, 5) cpu (K 3 vs 4)".
+// Kernels (ref/, cpu/, cuda/) assume these checks passed.
+#include "kernels/ops.h"
+
+#include <cmath>
+#include <limits>
+
+namespace vislang::ops {
+
+namespace {
+
+void check_defined(const Tensor& t, const char* op, const char* what) {
+  VL_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
+}
+void check_float(const Tensor& t, const char* op, const char* what) {
+  check_defined(t, op, what);
+  VL_CHECK(is_floating(t.dtype()), op, ": ", what, " must be a floating tensor (f32/f16/bf16/f64), got ",
+           t.describe());
+}
+void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.defined() && b.defined())
+    VL_CHECK(a.device() == b.device(), op, ": tensors on different devices: ", a.describe(), " vs ", b.describe());
+}
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.defined() && b.defined())
+    VL_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ: ", a.describe(), " vs ", b.describe(),
+             " (cast one with to(dtype))");
+}
+void check_index(const Tensor& t, const char* op, const char* what) {
+  check_defined(t, op, what);
+  VL_CHECK(t.dtype() == DType::I64 || t.dtype() == DType::I32, op, ": ", what, " must be i32 or i64, got ",
+           t.describe());
+}
+// A 1-D per-channel parameter of length C, or undefined.
+void check_param(const Tensor& p, int64_t c, const Tensor& x, const char* op, const char* what) {
+  if (!p.defined()) return;
+  check_same_device(p, x, op);
+  check_same_dtype(p, x, op);
+  VL_CHECK(p.dim() == 1 && p.size(0) == c, op, ": ", what, " must have shape (", c, ",), got ", p.describe(),
+           " for input ", x.describe());
+}
+Tensor run1(OpCall& c) {
+  if (c.out[0].numel() > 0) dispatch(c);
+  return c.out[0];
+}
+Tensor maybe_contig(const Tensor& t) { return t.defined() ? t.contiguous() : t; }
+// Host-side check that all indices lie in [0, n) (ids are usually small; copying is cheap next to the op).
+void check_index_range(const Tensor& idx, int64_t n, const char* op, const char* what) {
+  if (idx.numel() == 0) return;
+  std::vector<int64_t> v = idx.to_vector<int64_t>();
+  for (size_t i = 0; i < v.size(); ++i)
+    VL_CHECK(v[i] >= 0 && v[i] < n, op, ": ", what, " value ", v[i], " at flat position ", i,
+             " is out of range [0, ", n, ")");
+}
+
+}  // namespace
+
+// ---- elementwise ----------------------------------------------------------------------------------
+Tensor binary(BinaryKind k, const Tensor& a, const Tensor& b) {
+  const char* op = binary_name(k);
+  check_defined(a, op, "a");
+  check_defined(b, op, "b");
+  check_same_device(a, b, op);
+  check_same_dtype(a, b, op);
+  if (k == BinaryKind::POW) check_float(a, op, "a");
+  Shape s = broadcast_shapes(a.shape(), b.shape(), op);
+  OpCall c;
+  c.op = Op::BINARY;
+  c.i[0] = static_cast<int64_t>(k);
+  c.in = {a.expand(s), b.expand(s)};
+  c.out = {Tensor::empty(s, a.dtype(), a.device())};
+  return run1(c);
+}
+Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryKind::ADD, a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryKind::SUB, a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryKind::MUL, a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryKind::DIV, a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryKind::MAX, a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryKind::MIN, a, b); }
+
+Tensor scalar(BinaryKind k, const Tensor& a, double s, bool reverse) {
+  const char* op = binary_name(k);
+  check_defined(a, op, "a");
+  if (k == BinaryKind::POW || k == BinaryKind::DIV) check_float(a, op, "a");
+  OpCall c;
+  c.op = Op::SCALAR;
+  c.i[0] = static_cast<int64_t>(k);
+  c.i[1] = reverse ? 1 : 0;
+  c.f[0] = static_cast<float>(s);
+  c.in = {a};
+  c.out = {Tensor::empty(a.shape(), a.dtype(), a.device())};
+  return run1(c);
+}
+Tensor add(const Tensor& a, double s) { return scalar(BinaryKind::ADD, a, s); }
+Tensor sub(const Tensor& a, double s) { return scalar(BinaryKind::SUB, a, s); }
+Tensor mul(const Tensor& a, double s) { return scalar(BinaryKind::MUL, a, s); }
+Tensor div(const Tensor& a, double s) { return scalar(BinaryKind::DIV, a, s); }
+Tensor pow(const Tensor& a, double s) { return scalar(BinaryKind::POW, a, s); }
+Tensor rsub(double s, const Tensor& a) { return scalar(BinaryKind::SUB, a, s, true); }
+Tensor rdiv(double s, const Tensor& a) { return scalar(BinaryKind::DIV, a, s, true); }
+
+Tensor unary(UnaryKind k, const Tensor& x) {
+  const char* op = unary_name(k);
+  if (k == UnaryKind::NEG || k == UnaryKind::ABS || k == UnaryKind::RELU || k == UnaryKind::SQUARE)
+    check_defined(x, op, "x");
+  else
+    check_float(x, op, "x");
+  OpCall c;
+  c.op = Op::UNARY;
+  c.i[0] = static_cast<int64_t>(k);
+  c.in = {x};
+  c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
+  return run1(c);
+}
+Tensor neg(const Tensor& x) { return unary(UnaryKind::NEG, x); }
+Tensor exp(const Tensor& x) { return unary(UnaryKind::EXP, x); }
+Tensor log(const Tensor& x) { return unary(UnaryKind::LOG, x); }
+Tensor sqrt(const Tensor& x) { return unary(UnaryKind::SQRT, x); }
+Tensor rsqrt(const Tensor& x) { return unary(UnaryKind::RSQRT, x); }
+Tensor tanh(const Tensor& x) { return unary(UnaryKind::TANH, x); }
+Tensor sigmoid(const Tensor& x) { return unary(UnaryKind::SIGMOID, x); }
+Tensor relu(const Tensor& x) { return unary(UnaryKind::RELU, x); }
+Tensor gelu(const Tensor& x) { return unary(UnaryKind::GELU, x); }
+Tensor gelu_tanh(const Tensor& x) { return unary(UnaryKind::GELU_TANH, x); }
+Tensor quick_gelu(const Tensor& x) { return unary(UnaryKind::QUICK_GELU, x); }
+Tensor activation(Activation a, const Tensor& x) {
+  switch (a) {
+    case Activation::NONE: return x;
+    case Activation::RELU: return relu(x);
+    case Activation::GELU: return gelu(x);
+    case Activation::GELU_TANH: return gelu_tanh(x);
+    case Activation::QUICK_GELU: return quick_gelu(x);
+    default: VL_FAIL("activation: unknown activation ", static_cast<int>(a));
+  }
+}
+
+Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi) {
+  check_defined(x, "clamp", "x");
+  if (lo && hi) VL_CHECK(*lo <= *hi, "clamp: min ", *lo, " > max ", *hi);
+  const double inf = std::numeric_limits<double>::infinity();
+  OpCall c;
+  c.op = Op::CLAMP;
+  c.f[0] = static_cast<float>(lo.value_or(-inf));
+  c.f[1] = static_cast<float>(hi.value_or(inf));
+  c.in = {x};
+  c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
+  return run1(c);
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_defined(cond, "where", "cond");
+  VL_CHECK(cond.dtype() == DType::U8, "where: cond must be u8 (nonzero = true), got ", cond.describe());
+  check_defined(a, "where", "a");
+  check_defined(b, "where", "b");
+  check_same_device(cond, a, "where");
+  check_same_device(a, b, "where");
+  check_same_dtype(a, b, "where");
+  Shape s = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  OpCall c;
+  c.op = Op::WHERE;
+  c.in = {cond.expand(s), a.expand(s), b.expand(s)};
+  c.out = {Tensor::empty(s, a.dtype(), a.device())};
+  return run1(c);
+}
+
+// ---- reductions -----------------------------------------------------------------------------------
+namespace {
+// Output shape with `dim` set to `n` (kept), and the final shape after optional squeeze.
+Tensor finish_keepdim(const Tensor& out, int64_t dim, bool keepdim) { return keepdim ? out : out.squeeze(dim); }
+}  // namespace
+
+Tensor reduce(ReduceKind k, const Tensor& x, int64_t dim, bool keepdim) {
+  const char* op = reduce_name(k);
+  check_defined(x, op, "x");
+  if (k == ReduceKind::MEAN) check_float(x, op, "x");
+  VL_CHECK(x.dim() > 0, op, ": cannot reduce a 0-d tensor along a dim");
+  dim = x.wrap_dim(dim, op);
+  VL_CHECK(x.size(dim) > 0 || k == ReduceKind::SUM, op, ": empty dim ", dim, " in ", x.describe());
+  Shape s = x.shape();
+  s[dim] = 1;
+  OpCall c;
+  c.op = Op::REDUCE;
+  c.i[0] = static_cast<int64_t>(k);
+  c.i[1] = dim;
+  c.in = {x.contiguous()};
+  c.out = {Tensor::empty(s, x.dtype(), x.device())};
+  if (x.numel() == 0) c.out[0].fill_(0.0);
+  else run1(c);
+  return finish_keepdim(c.out[0], dim, keepdim);
+}
+Tensor sum(const Tensor& x, int64_t dim, bool keepdim) { return reduce(ReduceKind::SUM, x, dim, keepdim); }
+Tensor mean(const Tensor& x, int64_t dim, bool keepdim) { return reduce(ReduceKind::MEAN, x, dim, keepdim); }
+Tensor max(const Tensor& x, int64_t dim, bool keepdim) { return reduce(ReduceKind::MAX, x, dim, keepdim); }
+Tensor min(const Tensor& x, int64_t dim, bool keepdim) { return reduce(ReduceKind::MIN, x, dim, keepdim); }
+Tensor sum_all(const Tensor& x) {
+  check_defined(x, "sum_all", "x");
+  return sum(x.reshape({-1}), 0, false);
+}
+
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  check_defined(x, "argmax", "x");
+  VL_CHECK(x.dim() > 0, "argmax: cannot reduce a 0-d tensor along a dim");
+  dim = x.wrap_dim(dim, "argmax");
+  VL_CHECK(x.size(dim) > 0, "argmax: empty dim ", dim, " in ", x.describe());
+  Shape s = x.shape();
+  s[dim] = 1;
+  OpCall c;
+  c.op = Op::ARGMAX;
+  c.i[1] = dim;
+  c.in = {x.contiguous()};
+  c.out = {Tensor::empty(s, DType::I64, x.device())};
+  return finish_keepdim(run1(c), dim, keepdim);
+}
+
+TopK topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
+  check_defined(x, "topk", "x");
+  VL_CHECK(x.dim() > 0, "topk: needs at least one dim, got ", x.describe());
+  dim = x.wrap_dim(dim, "topk");
+  VL_CHECK(k >= 0 && k <= x.size(dim), "topk: k = ", k, " out of range for dim ", dim, " of ", x.describe());
+  Shape s = x.shape();
+  s[dim] = k;
+  OpCall c;
+  c.op = Op::TOPK;
+  c.i[0] = dim;
+  c.i[1] = k;
+  c.i[2] = largest ? 1 : 0;
+  c.in = {x.contiguous()};
+  c.out = {Tensor::empty(s, x.dtype(), x.device()), Tensor::empty(s, DType::I64, x.device())};
+  run1(c);
+  return {c.out[0], c.out[1]};
+}
+
+static Tensor softmax_impl(const Tensor& x, int64_t dim, bool log, const char* op) {
+  check_float(x, op, "x");
+  VL_CHECK(x.dim() > 0, op, ": needs at least one dim, got ", x.describe());
+  dim = x.wrap_dim(dim, op);
+  OpCall c;
+  c.op = Op::SOFTMAX;
+  c.i[0] = dim;
+  c.i[1] = log ? 1 : 0;
+  c.in = {x.contiguous()};
+  c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
+  return run1(c);
+}
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false, "softmax"); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true, "log_softmax"); }
+
+Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
+  check_float(x, "l2_normalize", "x");
+  VL_CHECK(x.dim() > 0, "l2_normalize: needs at least one dim, got ", x.describe());
+  dim = x.wrap_dim(dim, "l2_normalize");
+  OpCall c;
+  c.op = Op::L2_NORMALIZE;
+  c.i[0] = dim;
+  c.f[0] = static_cast<float>(eps);
+  c.in = {x.contiguous()};
+  c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
+  return run1(c);
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r, int64_t ignore_index) {
+  check_float(logits, "cross_entropy", "logits");
+  check_index(targets, "cross_entropy", "targets");
+  check_same_device(logits, targets, "cross_entropy");
+  VL_CHECK(logits.dim() == 2, "cross_entropy: logits must be (N, C), got ", logits.describe());
+  VL_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), "cross_entropy: targets must be (",
+           logits.size(0), ",) for logits ", logits.describe(), ", got ", targets.describe());
+  Tensor t64 = targets.to(DType::I64).contiguous();
+  {
+    std::vector<int64_t> v = t64.to_vector<int64_t>();
+    for (size_t i = 0; i < v.size(); ++i)
+      VL_CHECK(v[i] == ignore_index || (v[i] >= 0 && v[i] < logits.size(1)), "cross_entropy: target ", v[i],
+               " at position ", i, " is out of range [0, ", logits.size(1), ")");
+  }
+  OpCall c;
+  c.op = Op::CROSS_ENTROPY;
+  c.i[0] = ignore_index;
+  c.in = {logits.contiguous(), t64};
+  c.out = {Tensor::empty({logits.size(0)}, logits.dtype(), logits.device())};
+  Tensor per = run1(c);
+  if (r == Reduction::NONE) return per;
+  Tensor total = sum_all(per);
+  if (r == Reduction::SUM) return total;
+  int64_t n = 0;
+  for (int64_t v : t64.to_vector<int64_t>()) n += v != ignore_index;
+  return div(total, static_cast<double>(n));  // n == 0 -> NaN, as torch
+}
+
+// ---- normalization --------------------------------------------------------------------------------
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  check_float(x, "layer_norm", "x");
+  VL_CHECK(x.dim() >= 1, "layer_norm: needs at least one dim, got ", x.describe());
+  int64_t C = x.size(-1);
+  check_param(weight, C, x, "layer_norm", "weight");
+  check_param(bias, C, x, "layer_norm", "bias");
+  OpCall c;
+  c.op = Op::LAYER_NORM;
+  c.f[0] = static_cast<float>(eps);
+  c.in = {x.contiguous(), maybe_contig(weight), maybe_contig(bias)};
+  c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
+  return run1(c);
+}
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  check_float(x, "rms_norm", "x");
+  VL_CHECK(x.dim() >= 1, "rms_norm: needs at least one dim, got ", x.describe());
+  check_param(weight, x.size(-1), x, "rms_norm", "weight");
+  OpCall c;
+  c.op = Op::RMS_NORM;
+  c.f[0] = static_cast<float>(eps);
+  c.in = {x.contiguous(), maybe_contig(weight)};
+  c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
+  return run1(c);
+}
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, double eps) {
+  check_float(x, "batch_norm", "x");
+  VL_CHECK(x.dim() >= 2, "batch_norm: x must be (N, C, ...), got ", x.describe());
+  int64_t C = x.size(1);
+  check_defined(running_mean, "batch_norm", "running_mean");
+  check_defined(running_var, "batch_norm", "running_var");
+  check_param(running_mean, C, x, "batch_norm", "running_mean");
+  check_param(running_var, C, x, "batch_norm", "running_var");
+  check_param(weight, C, x, "batch_norm", "weight");
+  check_param(bias, C, x, "batch_norm", "bias");
+  OpCall c;
+  c.op = Op::BATCH_NORM;
+  c.f[0] = static_cast<float>(eps);
+  c.in = {x.contiguous(), running_mean.contiguous(), running_var.contiguous(), maybe_contig(weight),
+          maybe_contig(bias)};
+  c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
+  return run1(c);
+}
+
+// ---- matmul ---------------------------------------------------------------------------------------
+Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool trans_b, const Tensor& bias,
+              Activation act, double alpha) {
+  check_float(a_in, "matmul", "a");
+  check_float(b_in, "matmul", "b");
+  check_same_device(a_in, b_in, "matmul");
+  check_same_dtype(a_in, b_in, "matmul");
+  VL_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: 0-d operands: ", a_in.describe(), " @ ", b_in.describe());
+  // 1-D operands follow torch.matmul: a vector is a (1, K) row or a (K, 1) column.
+  Tensor a = a_in.dim() == 1 ? a_in.unsqueeze(0) : a_in;
+  Tensor b = b_in.dim() == 1 ? b_in.unsqueeze(1) : b_in;
+  if (trans_a) a = a.transpose(-2, -1);
+  if (trans_b) b = b.transpose(-2, -1);
+  int64_t M = a.size(-2), K = a.size(-1), K2 = b.size(-2), N = b.size(-1);
+  VL_CHECK(K == K2, "matmul: inner dims differ: a ", a_in.describe(), (trans_a ? " (transposed)" : ""), " vs b ",
+           b_in.describe(), (trans_b ? " (transposed)" : ""), " (K ", K, " vs ", K2, ")");
+  check_param(bias, N, a, "matmul", "bias");
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul (batch dims)");
+  int64_t B = shape_numel(batch);
+  auto as3 = [&](const Tensor& t, int64_t r, int64_t col) {
+    Shape full = batch;
+    full.push_back(r);
+    full.push_back(col);
+    Tensor e = t.expand(full);
+    if (batch.empty()) return e.unsqueeze(0);
+    // Merge the batch dims into one if their strides allow it; otherwise copy.
+    Shape st(e.strides().begin(), e.strides().end() - 2);
+    bool mergeable = true;
+    for (size_t i = 0; i + 1 < batch.size(); ++i)
+      if (batch[i] != 1 && batch[i + 1] != 1 && st[i] != st[i + 1] * batch[i + 1]) mergeable = false;
+    if (!mergeable) e = e.contiguous(), st.assign(e.strides().begin(), e.strides().end() - 2);
+    int64_t bstride = 0;
+    for (size_t i = batch.size(); i-- > 0;)
+      if (batch[i] != 1) { bstride = st[i]; break; }
+    return e.as_strided({B, r, col}, {bstride, e.stride(-2), e.stride(-1)}, e.offset());
+  };
+  OpCall c;
+  c.op = Op::MATMUL;
+  c.i[0] = static_cast<int64_t>(act);
+  c.f[0] = static_cast<float>(alpha);
+  c.in = {as3(a, M, K), as3(b, K, N), maybe_contig(bias)};
+  c.out = {Tensor::empty({B, M, N}, a.dtype(), a.device())};
+  if (K == 0) {
+    // Empty inner dim: the product is zero, then bias and activation apply.
+    Tensor z = Tensor::zeros({B, M, N}, a.dtype(), a.device());
+    if (bias.defined()) z = add(z, bias);
+    c.out[0] = activation(act, z);
+  } else {
+    run1(c);
+  }
+  Shape out_shape = batch;
+  if (a_in.dim() > 1) out_shape.push_back(M);
+  if (b_in.dim() > 1) out_shape.push_back(N);
+  return c.out[0].view(out_shape);
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation act) {
+  check_float(x, "linear", "x");
+  check_float(weight, "linear", "weight");
+  VL_CHECK(weight.dim() == 2, "linear: weight must be (out, in), got ", weight.describe());
+  VL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", x.describe(), " last dim must be ",
+           weight.size(1), " to match weight ", weight.describe());
+  check_param(bias, weight.size(0), x, "linear", "bias");
+  Shape out_shape = x.shape();
+  out_shape.back() = weight.size(0);
+  Tensor x2 = x.reshape({-1, x.size(-1)});
+  return matmul(x2, weight, false, true, bias, act).view(out_shape);
+}
+
+// ---- attention ------------------------------------------------------------------------------------
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
+  const char* op = "scaled_dot_product_attention";
+  check_float(q, op, "q");
+  check_float(k, op, "k");
+  check_float(v, op, "v");
+  check_same_device(q, k, op);
+  check_same_device(q, v, op);
+  check_same_dtype(q, k, op);
+  check_same_dtype(q, v, op);
+  VL_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q, k, v must be (B, H, T, D); got q ",
+           q.describe(), ", k ", k.describe(), ", v ", v.describe());
+  int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), Tk = k.size(2), Dv = v.size(3);
+  VL_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D, op, ": k ", k.describe(),
+           " must be (B, H, Tk, D) matching q ", q.describe());
+  VL_CHECK(v.size(0) == B && v.size(1) == H && v.size(2) == Tk, op, ": v ", v.describe(),
+           " must be (B, H, Tk, Dv) matching k ", k.describe());
+  OpCall c;
+  c.op = Op::ATTENTION;
+  c.i[0] = o.causal ? 1 : 0;
+  c.f[0] = static_cast<float>(o.scale.value_or(1.0 / std::sqrt(static_cast<double>(D))));
+  Tensor mask, kpm;
+  if (o.attn_mask.defined()) {
+    check_float(o.attn_mask, op, "attn_mask");
+    check_same_device(q, o.attn_mask, op);
+    Tensor m = o.attn_mask.dtype() == q.dtype() ? o.attn_mask : o.attn_mask.to(q.dtype());
+    Shape full{B, H, Tq, Tk};
+    VL_CHECK(m.dim() <= 4 && broadcast_shapes(m.shape(), full, op) == full, op, ": attn_mask ",
+             o.attn_mask.describe(), " must broadcast to (B, H, Tq, Tk) = ", shape_str(full));
+    mask = m.expand(full);
+  }
+  if (o.key_padding_mask.defined()) {
+    check_same_device(q, o.key_padding_mask, op);
+    VL_CHECK(o.key_padding_mask.dtype() == DType::U8, op, ": key_padding_mask must be u8 (nonzero = ignore), got ",
+             o.key_padding_mask.describe());
+    VL_CHECK(o.key_padding_mask.dim() == 2 && o.key_padding_mask.size(0) == B && o.key_padding_mask.size(1) == Tk,
+             op, ": key_padding_mask must be (B, Tk) = (", B, ", ", Tk, "), got ", o.key_padding_mask.describe());
+    kpm = o.key_padding_mask.contiguous();
+  }
+  c.in = {q, k, v, mask, kpm};
+  c.out = {Tensor::empty({B, H, Tq, Dv}, q.dtype(), q.device())};
+  if (Tk == 0) {
+    c.out[0].fill_(0.0);
+    return c.out[0];
+  }
+  return run1(c);
+}
+
+// ---- convolution & pooling ------------------------------------------------------------------------
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dOptions& o) {
+  check_float(x, "conv2d", "x");
+  check_float(w, "conv2d", "weight");
+  check_same_device(x, w, "conv2d");
+  check_same_dtype(x, w, "conv2d");
+  VL_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got ", x.describe());
+  VL_CHECK(w.dim() == 4, "conv2d: weight must be (O, C, kh, kw), got ", w.describe());
+  VL_CHECK(w.size(1) == x.size(1), "conv2d: weight ", w.describe(), " expects ", w.size(1),
+           " input channels but input ", x.describe(), " has ", x.size(1), " (groups=1 only)");
+  VL_CHECK(o.stride_h > 0 && o.stride_w > 0 && o.dil_h > 0 && o.dil_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
+           "conv2d: stride/dilation must be > 0 and padding >= 0");
+  check_param(bias, w.size(0), x, "conv2d", "bias");
+  int64_t Ho = (x.size(2) + 2 * o.pad_h - o.dil_h * (w.size(2) - 1) - 1) / o.stride_h + 1;
+  int64_t Wo = (x.size(3) + 2 * o.pad_w - o.dil_w * (w.size(3) - 1) - 1) / o.stride_w + 1;
+  VL_CHECK(Ho > 0 && Wo > 0, "conv2d: input ", x.describe(), " is smaller than the (dilated) kernel ", w.describe());
+  OpCall c;
+  c.op = Op::CONV2D;
+  int64_t p[6] = {o.stride_h, o.stride_w, o.pad_h, o.pad_w, o.dil_h, o.dil_w};
+  for (int j = 0; j < 6; ++j) c.i[j] = p[j];
+  c.in = {x.contiguous(), w.contiguous(), maybe_contig(bias)};
+  c.out = {Tensor::empty({x.size(0), w.size(0), Ho, Wo}, x.dtype(), x.device())};
+  return run1(c);
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& o_in) {
+  check_float(x, "avg_pool2d", "x");
+  VL_CHECK(x.dim() == 4, "avg_pool2d: input must be (N, C, H, W), got ", x.describe());
+  Pool2dOptions o = o_in;
+  if (o.stride_h == 0) o.stride_h = o.kernel_h;
+  if (o.stride_w == 0) o.stride_w = o.kernel_w;
+  VL_CHECK(o.kernel_h > 0 && o.kernel_w > 0 && o.stride_h > 0 && o.stride_w > 0, "avg_pool2d: kernel and stride must be > 0");
+  VL_CHECK(o.pad_h >= 0 && o.pad_w >= 0 && o.pad_h * 2 <= o.kernel_h && o.pad_w * 2 <= o.kernel_w,
+           "avg_pool2d: padding must be at most half the kernel size (torch rule)");
+  auto out_size = [&](int64_t in, int64_t k, int64_t s, int64_t p) {
+    int64_t num = in + 2 * p - k;
+    int64_t n = (o.ceil_mode ? (num + s - 1) / s : num / s) + 1;
+    if (o.ceil_mode && (n - 1) * s >= in + p) --n;  // last window must start inside input or left padding
+    return n;
+  };
+  int64_t Ho = out_size(x.size(2), o.kernel_h, o.stride_h, o.pad_h);
+  int64_t Wo = out_size(x.size(3), o.kernel_w, o.stride_w, o.pad_w);
+  VL_CHECK(Ho > 0 && Wo > 0, "avg_pool2d: input ", x.describe(), " smaller than the kernel");
+  OpCall c;
+  c.op = Op::AVG_POOL2D;
+  int64_t p[8] = {o.kernel_h, o.kernel_w, o.stride_h, o.stride_w, o.pad_h, o.pad_w, o.count_include_pad, o.ceil_mode};
+  for (int j = 0; j < 8; ++j) c.i[j] = p[j];
+  c.in = {x.contiguous()};
+  c.out = {Tensor::empty({x.size(0), x.size(1), Ho, Wo}, x.dtype(), x.device())};
+  return run1(c);
+}
+
+// ---- indexing, joining, casting -------------------------------------------------------------------
+Tensor embedding(const Tensor& table, const Tensor& ids) {
+  check_defined(table, "embedding", "table");
+  check_index(ids, "embedding", "ids");
+  check_same_device(table, ids, "embedding");
+  VL_CHECK(table.dim() == 2, "embedding: table must be (V, D), got ", table.describe());
+  check_index_range(ids, table.size(0), "embedding", "token id");
+  Shape s = ids.shape();
+  s.push_back(table.size(1));
+  OpCall c;
+  c.op = Op::EMBEDDING;
+  c.in = {table.contiguous(), ids.contiguous()};
+  c.out = {Tensor::empty(s, table.dtype(), table.device())};
+  return run1(c);
+}
+
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  check_defined(x, "index_select", "x");
+  check_index(index, "index_select", "index");
+  check_same_device(x, index, "index_select");
+  VL_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", index.describe());
+  VL_CHECK(x.dim() > 0, "index_select: x must have at least one dim");
+  dim = x.wrap_dim(dim, "index_select");
+  check_index_range(index, x.size(dim), "index_select", "index");
+  Shape s = x.shape();
+  s[dim] = index.numel();
+  OpCall c;
+  c.op = Op::INDEX_SELECT;
+  c.i[0] = dim;
+  c.in = {x, index.reshape({-1}).contiguous()};
+  c.out = {Tensor::empty(s, x.dtype(), x.device())};
+  return run1(c);
+}
+
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  check_defined(x, "gather", "x");
+  check_index(index, "gather", "index");
+  check_same_device(x, index, "gather");
+  VL_CHECK(index.dim() == x.dim(), "gather: index ", index.describe(), " must have the rank of x ", x.describe());
+  dim = x.wrap_dim(dim, "gather");
+  for (int64_t d = 0; d < x.dim(); ++d)
+    VL_CHECK(d == dim || index.size(d) <= x.size(d), "gather: index ", index.describe(), " larger than x ",
+             x.describe(), " at dim ", d);
+  check_index_range(index, x.size(dim), "gather", "index");
+  OpCall c;
+  c.op = Op::GATHER;
+  c.i[0] = dim;
+  c.in = {x, index.to(DType::I64).contiguous()};
+  c.out = {Tensor::empty(index.shape(), x.dtype(), x.device())};
+  return run1(c);
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
+  VL_CHECK(!xs.empty(), "concat: no tensors given");
+  const Tensor& first = xs[0];
+  check_defined(first, "concat", "tensor 0");
+  VL_CHECK(first.dim() > 0, "concat: 0-d tensors cannot be concatenated");
+  dim = first.wrap_dim(dim, "concat");
+  Shape s = first.shape();
+  int64_t total = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Tensor& t = xs[i];
+    check_defined(t, "concat", "an input");
+    check_same_device(first, t, "concat");
+    check_same_dtype(first, t, "concat");
+    VL_CHECK(t.dim() == first.dim(), "concat: tensor ", i, " ", t.describe(), " has a different rank than ",
+             first.describe());
+    for (int64_t d = 0; d < t.dim(); ++d)
+      VL_CHECK(d == dim || t.size(d) == s[d], "concat: tensor ", i, " ", t.describe(), " differs from ",
+               first.describe(), " at dim ", d, " (only dim ", dim, " may differ)");
+    total += t.size(dim);
+  }
+  s[dim] = total;
+  // Concatenation is a sequence of COPYs into narrow views of the output: each backend's COPY
+  // kernel (strided) does the work.
+  Tensor out = Tensor::empty(s, first.dtype(), first.device());
+  int64_t at = 0;
+  for (const Tensor& t : xs) {
+    if (t.size(dim) > 0 && t.numel() > 0) out.narrow(dim, at, t.size(dim)).copy_(t);
+    at += t.size(dim);
+  }
+  return out;
+}
+
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
+  VL_CHECK(!xs.empty(), "stack: no tensors given");
+  int64_t n = xs[0].dim() + 1;
+  VL_CHECK(dim >= -n && dim < n, "stack: dim ", dim, " out of range for ", n, "-d result");
+  std::vector<Tensor> us;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    check_defined(xs[i], "stack", "an input");
+    VL_CHECK(xs[i].shape() == xs[0].shape(), "stack: tensor ", i, " ", xs[i].describe(), " differs from ",
+             xs[0].describe());
+    us.push_back(xs[i].unsqueeze(dim));
+  }
+  return concat(us, dim);
+}
+
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
+  check_defined(x, "split", "x");
+  VL_CHECK(split_size > 0, "split: split_size must be > 0, got ", split_size);
+  dim = x.wrap_dim(dim, "split");
+  std::vector<Tensor> parts;
+  for (int64_t at = 0; at < x.size(dim); at += split_size)
+    parts.push_back(x.narrow(dim, at, std::min(split_size, x.size(dim) - at)));
+  return parts;
+}
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
+  check_defined(x, "chunk", "x");
+  VL_CHECK(chunks > 0, "chunk: chunks must be > 0, got ", chunks);
+  int64_t n = x.size(dim);
+  return split(x, std::max<int64_t>(1, (n + chunks - 1) / chunks), dim);
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  check_defined(x, "cast", "x");
+  return x.to(dtype);
+}
+
+}  // namespace vislang::ops

@@ -1,0 +1,194 @@
+// tests/test_core.cpp — the tensor core: dtype conversions, views without copies, constructors,
+// the caching allocator, the generator, and the error messages user mistakes produce.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <sys/stat.h>
+
+#include "kernels/ops.h"
+#include "tests/test_util.h"
+
+using namespace vislang;
+
+namespace vislang::test {
+std::string shared_dir() {
+  const char* env = std::getenv("VISLANG_SHARED_DIR");
+  std::string d = env ? env : std::string(VISLANG_SOURCE_DIR) + "/../shared";
+  struct stat st;
+  return (stat((d + "/data").c_str(), &st) == 0) ? d : std::string();
+}
+}  // namespace vislang::test
+
+TEST_SUITE("core") {
+  TEST_CASE("f16 conversion rounds to nearest even and round-trips every f16") {
+    // Every finite f16 bit pattern survives f16 -> f32 -> f16.
+    for (uint32_t h = 0; h < 0x10000; ++h) {
+      float f = f16_to_f32(static_cast<uint16_t>(h));
+      if (std::isnan(f)) { CHECK(std::isnan(f16_to_f32(f32_to_f16(f)))); continue; }
+      REQUIRE(f32_to_f16(f) == h);
+    }
+    // Ties between two f16 values go to the even mantissa.
+    CHECK(f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00);            // halfway 1 and 1+2^-10 -> 1
+    CHECK(f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02);            // halfway -> even (2)
+    CHECK(f32_to_f16(65504.0f) == 0x7bff);
+    CHECK(f32_to_f16(65520.0f) == 0x7c00);                      // rounds to inf
+    CHECK(f32_to_f16(5.9604644775390625e-8f) == 0x0001);        // smallest subnormal
+    CHECK(f32_to_f16(2.98023223876953125e-8f) == 0x0000);       // half of it: tie -> even (0)
+    CHECK(f32_to_f16(-0.0f) == 0x8000);
+  }
+
+  TEST_CASE("bf16 conversion rounds to nearest even") {
+    CHECK(f32_to_bf16(1.0f) == 0x3f80);
+    CHECK(f32_to_bf16(bits_f32(0x3f808000u)) == 0x3f80);  // tie -> even
+    CHECK(f32_to_bf16(bits_f32(0x3f818000u)) == 0x3f82);  // tie -> even (up)
+    CHECK(f32_to_bf16(bits_f32(0x3f808001u)) == 0x3f81);  // above tie -> up
+    CHECK(std::isnan(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+    for (uint32_t h = 0; h < 0x10000; ++h) {
+      float f = bf16_to_f32(static_cast<uint16_t>(h));
+      if (!std::isnan(f)) REQUIRE(f32_to_bf16(f) == h);
+    }
+  }
+
+  TEST_CASE("views share storage and copy nothing") {
+    Tensor x = Tensor::arange(0, 24, 1, DType::F32).view({2, 3, 4});
+    Tensor t = x.transpose(0, 2);
+    CHECK(t.shape() == Shape{4, 3, 2});
+    CHECK(t.storage() == x.storage());
+    CHECK_FALSE(t.is_contiguous());
+    CHECK(t.contiguous().to_vector<float>()[1] == 12.0f);  // t[0,0,1] = x[1,0,0]
+    Tensor n = x.narrow(2, 1, 2);
+    CHECK(n.storage() == x.storage());
+    CHECK(n.to_vector<float>() == std::vector<float>{1, 2, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22});
+    Tensor s = x.slice(2, 0, 4, 3);
+    CHECK(s.to_vector<float>() == std::vector<float>{0, 3, 4, 7, 8, 11, 12, 15, 16, 19, 20, 23});
+    CHECK(x.select(1, 2).to_vector<float>() == std::vector<float>{8, 9, 10, 11, 20, 21, 22, 23});
+    Tensor p = x.permute({1, 2, 0});
+    CHECK(p.shape() == Shape{3, 4, 2});
+    CHECK(p.contiguous().to_vector<float>()[1] == 12.0f);
+    Tensor e = Tensor::arange(0, 3, 1, DType::F32).view({3, 1}).expand({3, 4});
+    CHECK(e.strides() == Shape{1, 0});
+    CHECK(e.contiguous().to_vector<float>()[5] == 1.0f);
+    CHECK(x.unsqueeze(1).shape() == Shape{2, 1, 3, 4});
+    CHECK(x.unsqueeze(-1).shape() == Shape{2, 3, 4, 1});
+    CHECK(x.unsqueeze(1).squeeze(1).shape() == x.shape());
+    // reshape: a view when the strides allow, a copy otherwise.
+    CHECK(x.reshape({6, 4}).storage() == x.storage());
+    CHECK(x.reshape({-1}).numel() == 24);
+    CHECK(t.reshape({-1}).storage() != x.storage());
+    CHECK_THROWS_WITH_AS(t.view({24}), doctest::Contains("without a copy"), Error);
+    // writing through a view writes the base
+    x.select(0, 1).select(0, 0).fill_(-1);
+    CHECK(x.to_vector<float>()[12] == -1.0f);
+    CHECK(x.to_vector<float>()[11] == 11.0f);
+  }
+
+  TEST_CASE("constructors and dtype casts") {
+    CHECK(Tensor::zeros({2, 3}).to_vector<float>() == std::vector<float>(6, 0.0f));
+    CHECK(Tensor::ones({4}, DType::I64).to_vector<int64_t>() == std::vector<int64_t>(4, 1));
+    CHECK(Tensor::full({2}, 2.5, DType::BF16).to_vector<float>() == std::vector<float>{2.5f, 2.5f});
+    CHECK(Tensor::arange(1, 2, 0.25).to_vector<double>() == std::vector<double>{1, 1.25, 1.5, 1.75});
+    Tensor h = Tensor::from_vector(std::vector<float>{1.0f + 1.0f / 2048, 3.3f}, {2}).to(DType::F16);
+    CHECK(h.dtype() == DType::F16);
+    CHECK(h.to_vector<float>()[0] == 1.0f);
+    CHECK(Tensor::from_vector(std::vector<float>{1.7f, -1.7f}, {2}).to(DType::I32).to_vector<int32_t>() ==
+          std::vector<int32_t>{1, -1});
+    CHECK(Tensor::zeros({0, 3}).numel() == 0);
+    float buf[4] = {1, 2, 3, 4};
+    Tensor b = Tensor::from_blob(buf, {2, 2}, DType::F32);
+    buf[3] = 9;
+    CHECK(b.to_vector<float>()[3] == 9.0f);
+    CHECK_THROWS_WITH_AS(Tensor::from_vector(std::vector<float>{1, 2, 3}, {2, 2}), doctest::Contains("do not fill"), Error);
+  }
+
+  TEST_CASE("generator is deterministic and seedable") {
+    Generator a(42), b(42), c(43);
+    Tensor x = Tensor::randn({100}, a), y = Tensor::randn({100}, b), z = Tensor::randn({100}, c);
+    CHECK(x.to_vector<float>() == y.to_vector<float>());
+    CHECK(x.to_vector<float>() != z.to_vector<float>());
+    auto st = a.state();
+    Tensor r1 = Tensor::rand({10}, a);
+    a.set_state(st);
+    CHECK(Tensor::rand({10}, a).to_vector<float>() == r1.to_vector<float>());
+    // moments of 100k normals
+    Generator g(7);
+    Tensor n = Tensor::randn({100000}, g, DType::F32);
+    double m = ops::mean(n, 0).item();
+    double v = ops::mean(ops::mul(n, n), 0).item();
+    CHECK(std::fabs(m) < 0.01);
+    CHECK(std::fabs(v - 1.0) < 0.02);
+  }
+
+  TEST_CASE("caching allocator: 64-byte alignment and reuse") {
+    Allocator& a = allocator_for(Device::cpu());
+    for (size_t n : {1, 7, 63, 64, 65, 1000, 1 << 20, (1 << 20) + 1}) {
+      void* p = a.allocate(n);
+      CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0);
+      a.deallocate(p, n);
+      auto before = a.stats().n_cache_hits;
+      void* q = a.allocate(n);
+      CHECK(q == p);  // same bucket comes back from the free list
+      CHECK(a.stats().n_cache_hits == before + 1);
+      a.deallocate(q, n);
+    }
+    CHECK(allocator_bucket_size(1) == 64);
+    CHECK(allocator_bucket_size((1 << 20) + 1) == 2u << 20);
+  }
+
+  TEST_CASE("inference mode is scoped") {
+    CHECK_FALSE(InferenceMode::enabled());
+    {
+      InferenceMode g;
+      CHECK(InferenceMode::enabled());
+    }
+    CHECK_FALSE(InferenceMode::enabled());
+  }
+
+  TEST_CASE("bad input raises errors that name the op and the tensors") {
+    Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4, 5});
+    CHECK_THROWS_WITH_AS(ops::matmul(a, b), doctest::Contains("matmul: inner dims differ"), Error);
+    CHECK_THROWS_WITH_AS(ops::matmul(a, b), doctest::Contains("f32 (2, 3) cpu"), Error);
+    CHECK_THROWS_WITH_AS(ops::add(a, b), doctest::Contains("add: shapes (2, 3) and (4, 5) cannot be broadcast"), Error);
+    CHECK_THROWS_WITH_AS(ops::add(a, a.to(DType::F16)), doctest::Contains("dtypes differ"), Error);
+    CHECK_THROWS_WITH_AS(ops::softmax(a, 2), doctest::Contains("softmax: dim 2 out of range"), Error);
+    CHECK_THROWS_WITH_AS(ops::exp(Tensor::zeros({2}, DType::I32)), doctest::Contains("must be a floating tensor"), Error);
+    CHECK_THROWS_WITH_AS(ops::embedding(a, Tensor::from_vector(std::vector<int64_t>{0, 2}, {2})),
+                         doctest::Contains("token id value 2 at flat position 1 is out of range [0, 2)"), Error);
+    CHECK_THROWS_WITH_AS(ops::layer_norm(a, Tensor::ones({4}), Tensor()), doctest::Contains("weight must have shape (3,)"),
+                         Error);
+    CHECK_THROWS_WITH_AS(ops::conv2d(Tensor::zeros({1, 3, 4, 4}), Tensor::zeros({2, 4, 3, 3})),
+                         doctest::Contains("expects 4 input channels"), Error);
+    CHECK_THROWS_WITH_AS(ops::scaled_dot_product_attention(Tensor::zeros({1, 2, 3, 4}), Tensor::zeros({1, 2, 5, 8}),
+                                                            Tensor::zeros({1, 2, 5, 8})),
+                         doctest::Contains("must be (B, H, Tk, D)"), Error);
+    CHECK_THROWS_WITH_AS(ops::cross_entropy(Tensor::zeros({2, 3}), Tensor::from_vector(std::vector<int64_t>{0, 3}, {2})),
+                         doctest::Contains("target 3 at position 1 is out of range"), Error);
+    CHECK_THROWS_WITH_AS(a.narrow(1, 2, 2), doctest::Contains("narrow: range [2, 4) out of bounds"), Error);
+    CHECK_THROWS_WITH_AS(a.expand({4, 3}), doctest::Contains("cannot expand"), Error);
+    CHECK_THROWS_WITH_AS(Device::parse("gpu"), doctest::Contains("expected 'cpu', 'cuda' or 'cuda:N'"), Error);
+    if (!cuda_built()) CHECK_THROWS_WITH_AS(a.to(Device::cuda(0)), doctest::Contains("built without CUDA"), Error);
+  }
+
+  TEST_CASE("matmul 1-D and broadcast shapes follow torch.matmul") {
+    Tensor v = Tensor::ones({3}), m = Tensor::ones({3, 4}), bm = Tensor::ones({2, 5, 3});
+    CHECK(ops::matmul(v, m).shape() == Shape{4});
+    CHECK(ops::matmul(m, Tensor::ones({4})).shape() == Shape{3});
+    CHECK(ops::matmul(bm, m).shape() == Shape{2, 5, 4});
+    CHECK(ops::matmul(bm, m).to_vector<float>()[0] == 3.0f);
+    CHECK(ops::linear(Tensor::ones({2, 7, 3}), Tensor::ones({5, 3})).shape() == Shape{2, 7, 5});
+    CHECK(ops::matmul(Tensor::zeros({2, 0}), Tensor::zeros({0, 3})).to_vector<float>() == std::vector<float>(6, 0.0f));
+  }
+
+  TEST_CASE("concat, stack, split and chunk") {
+    Tensor a = Tensor::arange(0, 6, 1, DType::F32).view({2, 3});
+    Tensor c = ops::concat({a, a}, 0);
+    CHECK(c.shape() == Shape{4, 3});
+    CHECK(ops::stack({a, a}, 1).shape() == Shape{2, 2, 3});
+    auto parts = ops::split(Tensor::arange(0, 7, 1, DType::F32), 3, 0);
+    REQUIRE(parts.size() == 3);
+    CHECK(parts[2].to_vector<float>() == std::vector<float>{6});
+    CHECK(ops::chunk(a, 3, 1).size() == 3);
+    CHECK_THROWS_WITH_AS(ops::concat({a, Tensor::zeros({2, 2, 1})}, 0), doctest::Contains("different rank"), Error);
+  }
+}

@@ -1,0 +1,62 @@
+// tests/test_util.h — comparison helpers shared by the op tests: NaN/Inf check first, then a per-
+// element bound |got - ref| <= atol * scale + rtol * |ref|, where scale = max(1, max |ref|).
+// On failure the message names the worst element (flat index, got, expected).
+#pragma once
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace vislang::test {
+
+struct Tol {
+  double atol, rtol;
+};
+
+struct CompareResult {
+  bool ok = true;
+  std::string message;
+  double worst = 0;  // worst |d| / bound
+};
+
+inline CompareResult compare(const Tensor& got_t, const Tensor& ref_t, Tol tol) {
+  CompareResult r;
+  if (got_t.shape() != ref_t.shape()) {
+    r.ok = false;
+    r.message = "shape " + shape_str(got_t.shape()) + " vs expected " + shape_str(ref_t.shape());
+    return r;
+  }
+  std::vector<double> got = got_t.to_vector<double>(), ref = ref_t.to_vector<double>();
+  double scale = 1.0;
+  for (double v : ref)
+    if (std::isfinite(v)) scale = std::max(scale, std::fabs(v));
+  size_t worst_i = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    double g = got[i], e = ref[i];
+    if (std::isnan(e) || std::isinf(e) || std::isnan(g) || std::isinf(g)) {
+      bool same = (std::isnan(e) && std::isnan(g)) || (std::isinf(e) && std::isinf(g) && (e > 0) == (g > 0));
+      if (!same) {
+        r.ok = false;
+        r.message = str("non-finite mismatch at flat index ", i, ": got ", g, ", expected ", e);
+        return r;
+      }
+      continue;
+    }
+    double bound = tol.atol * scale + tol.rtol * std::fabs(e);
+    double q = std::fabs(g - e) / (bound > 0 ? bound : 1e-300);
+    if (q > r.worst) { r.worst = q; worst_i = i; }
+  }
+  if (r.worst > 1.0) {
+    r.ok = false;
+    r.message = str("worst element at flat index ", worst_i, ": got ", got[worst_i], ", expected ", ref[worst_i],
+                    " (|diff| = ", std::fabs(got[worst_i] - ref[worst_i]), ", bound atol ", tol.atol, " * scale ",
+                    scale, " + rtol ", tol.rtol, " * |ref|)");
+  }
+  return r;
+}
+
+// Directory of ../shared/data (VISLANG_SHARED_DIR or <source>/../shared); empty when absent.
+std::string shared_dir();
+
+}  // namespace vislang::test
