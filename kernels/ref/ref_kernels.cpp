@@ -39,10 +39,14 @@ void store_value(void* p, DType t, double v) {
   if (is_integral(t)) {
     if (!std::isfinite(v)) v = 0;
     const int bits = static_cast<int>(8 * dtype_size(t));
-    const double range = std::ldexp(1.0, bits);  // 2^bits
-    v = std::fmod(std::trunc(v), range);
-    if (v < 0) v += range;                                            // now in [0, 2^bits)
-    if (t != DType::U8 && v >= std::ldexp(1.0, bits - 1)) v -= range;  // signed: [-2^(bits-1), 2^(bits-1))
+    const double range = std::ldexp(1.0, bits);                      // 2^bits
+    const double lo = t == DType::U8 ? 0.0 : -std::ldexp(1.0, bits - 1);  // representable: [lo, lo + range)
+    v = std::trunc(v);
+    if (v < lo || v >= lo + range) {  // only out-of-range values wrap (keeps small i64 values exact)
+      v = std::fmod(v, range);        // (-range, range), exact
+      if (v < lo) v += range;
+      else if (v >= lo + range) v -= range;
+    }
   }
   store_from_f64(p, t, v);
 }
