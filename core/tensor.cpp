@@ -45,11 +45,6 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   return out;
 }
 
-template <> DType dtype_of<float>() { return DType::F32; }
-template <> DType dtype_of<double>() { return DType::F64; }
-template <> DType dtype_of<int32_t>() { return DType::I32; }
-template <> DType dtype_of<int64_t>() { return DType::I64; }
-template <> DType dtype_of<uint8_t>() { return DType::U8; }
 
 // ---- random numbers -------------------------------------------------------------------------------
 static uint64_t splitmix64(uint64_t& x) {

@@ -19,6 +19,13 @@
 
 namespace vislang {
 
+template <typename T> DType dtype_of();
+template <> inline DType dtype_of<float>() { return DType::F32; }
+template <> inline DType dtype_of<double>() { return DType::F64; }
+template <> inline DType dtype_of<int32_t>() { return DType::I32; }
+template <> inline DType dtype_of<int64_t>() { return DType::I64; }
+template <> inline DType dtype_of<uint8_t>() { return DType::U8; }
+
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);  // "(2, 3, 4)"
 int64_t shape_numel(const Shape& s);
@@ -60,9 +67,9 @@ class Tensor {
                      double lo = 0.0, double hi = 1.0);
   static Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::F32, Device dev = Device::cpu(),
                       double mean = 0.0, double stddev = 1.0);
-  // Copies `values` (converted to dtype) into a new CPU tensor of `shape` (numel must match).
+  // Copies `values` (converted to dtype; default: the dtype of T) into a new CPU tensor of `shape`.
   template <typename T>
-  static Tensor from_vector(const std::vector<T>& values, const Shape& shape, DType dtype = DType::F32);
+  static Tensor from_vector(const std::vector<T>& values, const Shape& shape, DType dtype = dtype_of<T>());
   // Wraps external memory without copying; `keep_alive` owns it (may be null if caller guarantees it).
   static Tensor from_blob(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> keep_alive = {},
                           Device dev = Device::cpu());
@@ -137,8 +144,5 @@ class InferenceMode {
 
 // Broadcast two shapes (numpy rules); throws with `op` in the message when incompatible.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
-
-template <typename T>
-DType dtype_of();
 
 }  // namespace vislang

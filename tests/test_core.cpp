@@ -88,7 +88,7 @@ TEST_SUITE("core") {
     CHECK(Tensor::zeros({2, 3}).to_vector<float>() == std::vector<float>(6, 0.0f));
     CHECK(Tensor::ones({4}, DType::I64).to_vector<int64_t>() == std::vector<int64_t>(4, 1));
     CHECK(Tensor::full({2}, 2.5, DType::BF16).to_vector<float>() == std::vector<float>{2.5f, 2.5f});
-    CHECK(Tensor::arange(1, 2, 0.25).to_vector<double>() == std::vector<double>{1, 1.25, 1.5, 1.75});
+    CHECK(Tensor::arange(1, 2, 0.25, DType::F64).to_vector<double>() == std::vector<double>{1, 1.25, 1.5, 1.75});
     Tensor h = Tensor::from_vector(std::vector<float>{1.0f + 1.0f / 2048, 3.3f}, {2}).to(DType::F16);
     CHECK(h.dtype() == DType::F16);
     CHECK(h.to_vector<float>()[0] == 1.0f);

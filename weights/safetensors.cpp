@@ -119,6 +119,10 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
   int64_t bad = utf8_error_at(hdr, n);
   if (bad >= 0) fail(path, str("header is not valid UTF-8 (byte ", bad, " of the header)"));
 
+  // nlohmann's lexer takes a NUL byte for the end of input; JSON never contains a raw NUL.
+  if (const void* nul = std::memchr(hdr, 0, n))
+    fail(path, str("header is not valid JSON: NUL byte at byte ", static_cast<const uint8_t*>(nul) - hdr,
+                   " of the header"));
   // Parse, rejecting duplicate keys (the reference keeps the last one silently; a checkpoint with two
   // definitions of one tensor is broken, so say so).
   json h;

@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "kernels/backend.h"
 
 // ---- error checks ----------------------------------------------------------------------------------
 // VL_CUDA_CHECK(cudaMalloc(...)) throws vislang::Error naming the call and cudaGetErrorString.
@@ -206,6 +207,37 @@ template <typename F>
 void dispatch_all(DType dt, F&& f) {
   if (dt == DType::F64) f(double{});
   else dispatch_numeric(dt, f);
+}
+
+// ---- scalar math: the formulas of apply_unary_ref / apply_activation_ref (kernels/backend.cpp), in f32 ----
+__device__ __forceinline__ float apply_unary(int k, float x) {
+  switch (k) {
+    case int(UnaryKind::NEG): return -x;
+    case int(UnaryKind::EXP): return expf(x);
+    case int(UnaryKind::LOG): return logf(x);
+    case int(UnaryKind::SQRT): return sqrtf(x);
+    case int(UnaryKind::RSQRT): return 1.0f / sqrtf(x);
+    case int(UnaryKind::TANH): return tanhf(x);
+    case int(UnaryKind::SIGMOID): return 1.0f / (1.0f + expf(-x));
+    case int(UnaryKind::RELU): return x > 0.f ? x : 0.f;
+    case int(UnaryKind::GELU): return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+    case int(UnaryKind::GELU_TANH):
+      return 0.5f * x * (1.0f + tanhf(0.79788456080286535588f * (x + 0.044715f * x * x * x)));
+    case int(UnaryKind::QUICK_GELU): return x / (1.0f + expf(-1.702f * x));
+    case int(UnaryKind::ABS): return fabsf(x);
+    case int(UnaryKind::SQUARE): return x * x;
+    case int(UnaryKind::RECIPROCAL): return 1.0f / x;
+    default: return x;
+  }
+}
+__device__ __forceinline__ float apply_activation(int a, float x) {
+  switch (a) {
+    case int(Activation::RELU): return apply_unary(int(UnaryKind::RELU), x);
+    case int(Activation::GELU): return apply_unary(int(UnaryKind::GELU), x);
+    case int(Activation::GELU_TANH): return apply_unary(int(UnaryKind::GELU_TANH), x);
+    case int(Activation::QUICK_GELU): return apply_unary(int(UnaryKind::QUICK_GELU), x);
+    default: return x;
+  }
 }
 
 // ---- strided iteration -------------------------------------------------------------------------------

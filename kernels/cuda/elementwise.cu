@@ -59,8 +59,6 @@ void dispatch_raw(size_t esize, F&& f) {
 }
 
 // ---- scalar math (the formulas of kernels/backend.cpp) ---------------------------------------------------
-__device__ __forceinline__ float m_exp(float x) { return expf(x); }
-__device__ __forceinline__ double m_exp(double x) { return exp(x); }
 __device__ __forceinline__ float m_pow(float a, float b) { return powf(a, b); }
 __device__ __forceinline__ double m_pow(double a, double b) { return pow(a, b); }
 
@@ -86,27 +84,6 @@ __device__ __forceinline__ bool apply_binary_i64(int k, int64_t a, int64_t b, in
     case int(BinaryKind::MAX): r = a > b ? a : b; return true;
     case int(BinaryKind::MIN): r = a < b ? a : b; return true;
     default: return false;
-  }
-}
-
-__device__ __forceinline__ float apply_unary(int k, float x) {
-  switch (k) {
-    case int(UnaryKind::NEG): return -x;
-    case int(UnaryKind::EXP): return expf(x);
-    case int(UnaryKind::LOG): return logf(x);
-    case int(UnaryKind::SQRT): return sqrtf(x);
-    case int(UnaryKind::RSQRT): return 1.0f / sqrtf(x);
-    case int(UnaryKind::TANH): return tanhf(x);
-    case int(UnaryKind::SIGMOID): return 1.0f / (1.0f + expf(-x));
-    case int(UnaryKind::RELU): return x > 0.f ? x : 0.f;
-    case int(UnaryKind::GELU): return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
-    case int(UnaryKind::GELU_TANH):
-      return 0.5f * x * (1.0f + tanhf(0.79788456080286535588f * (x + 0.044715f * x * x * x)));
-    case int(UnaryKind::QUICK_GELU): return x / (1.0f + expf(-1.702f * x));
-    case int(UnaryKind::ABS): return fabsf(x);
-    case int(UnaryKind::SQUARE): return x * x;
-    case int(UnaryKind::RECIPROCAL): return 1.0f / x;
-    default: return x;
   }
 }
 

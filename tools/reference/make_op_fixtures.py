@@ -414,11 +414,11 @@ def index_cases():
     e16 = [0.0, -0.0, 1.0, 1 + 2**-11, 1 + 3 * 2**-11, -(1 + 2**-11), 65504.0, 65519.0, 65520.0, 1e6, -1e6,
            2**-24, 2**-25, 3 * 2**-25, 2**-26, 2**-14, 2**-14 - 2**-24, 1e-10, inf, -inf, nan, 0.1, -3.14159, 1000.7]
     x = torch.cat([torch.tensor(e16, dtype=f32), rand(40, lo=-100, hi=100)])
-    case("cast.f32_to_f16", "cast", {"x": x}, {"out": x.half()}, dtype="f16")
+    case("cast.f32_to_f16", "cast", {"x": x}, {"out": x.half()}, out_dtype=f16, dtype="f16")
     e_bf = [0.0, -0.0, 1.0, 1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 3.4028234663852886e38, 3.3e38, 1e-40, 1e-45,
             inf, -inf, nan, 0.1, -3.14159, 1000.7]
     x = torch.cat([torch.tensor(e_bf, dtype=f32), rand(40, lo=-100, hi=100)])
-    case("cast.f32_to_bf16", "cast", {"x": x}, {"out": x.bfloat16()}, dtype="bf16")
+    case("cast.f32_to_bf16", "cast", {"x": x}, {"out": x.bfloat16()}, out_dtype=bf16, dtype="bf16")
     x = torch.cat([torch.tensor([0.0, 1.0, -2.5, 65504.0, 2**-24, inf, -inf, nan], dtype=f16), rand(20, dtype=f16)])
     case("cast.f16_to_f32", "cast", {"x": x}, {"out": x.float()}, dtype="f32")
     x = torch.cat([torch.tensor([0.0, 0.5, -0.5, 2.999, -2.999, 7.0, -7.0], dtype=f32), rand(20, lo=-50, hi=50)])
@@ -427,7 +427,7 @@ def index_cases():
     x = randint(-1000, 1000, 17)
     case("cast.i64_to_f32", "cast", {"x": x}, {"out": x.to(f32)}, dtype="f32")
     x = rand(3, 5)
-    case("cast.f32_to_f16.strided", "cast", {"x": x}, {"out": x.half()}, dtype="f16", transposed=["x"])
+    case("cast.f32_to_f16.strided", "cast", {"x": x}, {"out": x.half()}, out_dtype=f16, dtype="f16", transposed=["x"])
 
 
 def write_deterministic(tensors, metadata, path):

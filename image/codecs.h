@@ -1,0 +1,31 @@
+// image/codecs.h — internal: the per-format decoders behind decode_image() (image/image.cpp).
+//
+// Each decoder fills `out` (8-bit RGB) and returns "" on success, or the reason it failed
+// ("truncated: ...", "corrupt: ...", "unsupported: ..."); decode_image() adds the file name.
+// Not part of the public API: include image/image.h instead.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "image/image.h"
+
+namespace vislang::detail {
+
+// libjpeg-turbo with PIL's settings. Only available when built with VISLANG_WITH_LIBJPEG.
+bool have_libjpeg();
+std::string libjpeg_version();
+std::string decode_jpeg_libjpeg(const uint8_t* data, size_t n, Image& out);
+
+// Walks a JPEG's marker segments and entropy-coded data up to EOI without decoding: "" when the
+// stream is complete, else why not. Used with stb_image, which silently decodes truncated files.
+std::string jpeg_structure_error(const uint8_t* data, size_t n);
+
+// First frame of a GIF, following PIL's GifImagePlugin + GifDecode.c (see image/gif.cpp).
+std::string decode_gif_first_frame(const uint8_t* data, size_t n, Image& out);
+
+// PIL's CMYK -> RGB for "Adobe inverted" JPEG CMYK (libImaging/Convert.c cmyk2rgb after the
+// "CMYK;I" unpacker): shared by the libjpeg path and its test.
+void cmyk_inverted_to_rgb(const uint8_t* cmyk, size_t npixels, uint8_t* rgb);
+
+}  // namespace vislang::detail

@@ -1,0 +1,82 @@
+// kernels/cpu/cpu_matmul.cpp — Op::MATMUL on the CPU: a thin layer over sgemm (kernels/cpu/gemm.h).
+//
+// f32 operands go to sgemm_batched as they are (any strides: transposed views and zero batch strides
+// cost no copy; bias + activation are fused in sgemm). f16 / bf16 operands are first converted to
+// contiguous f32 (a broadcast operand, batch stride 0, only once), the product is formed in f32 and
+// rounded back to the output dtype.
+#include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/gemm.h"
+
+namespace vislang::cpu_kernels {
+namespace {
+
+// A (batch, rows, cols) view of t as f32: in place when t is f32, else converted to a contiguous
+// buffer (one matrix when the batch stride is 0).
+struct Matrices {
+  const float* p = nullptr;
+  int64_t batch_stride = 0, row_stride = 0, col_stride = 0;
+  std::vector<float> storage;
+};
+Matrices as_f32(const Tensor& t) {
+  Matrices m;
+  if (t.dtype() == DType::F32) {
+    m.p = t.data<const float>();
+    m.batch_stride = t.stride(0);
+    m.row_stride = t.stride(1);
+    m.col_stride = t.stride(2);
+    return m;
+  }
+  const int64_t B = t.stride(0) == 0 ? 1 : t.size(0), R = t.size(1), C = t.size(2);
+  m.storage.resize(static_cast<size_t>(B * R * C));
+  const char* base = byte_ptr(t);
+  const int64_t es = esize(t);
+#pragma omp parallel for schedule(static) if (B * R > 1 && B * R * C >= kParallelMin)
+  for (int64_t br = 0; br < B * R; ++br) {
+    const int64_t b = br / R, r = br % R;
+    load_f32(m.storage.data() + br * C, base + (b * t.stride(0) + r * t.stride(1)) * es, t.dtype(), C, t.stride(2));
+  }
+  m.p = m.storage.data();
+  m.batch_stride = B == 1 ? 0 : R * C;
+  m.row_stride = C;
+  m.col_stride = 1;
+  return m;
+}
+
+}  // namespace
+
+// out (B, M, N) = act(f[0] · in0 (B, M, K) @ in1 (B, K, N) + in2 bias (N)); i[0] = Activation
+void matmul_kernel(OpCall& c) {
+  const Tensor& out = c.out[0];
+  const Tensor& a = c.in[0];
+  const Tensor& w = c.in[1];
+  const Tensor& bias = c.input(2);
+  const Activation act = static_cast<Activation>(c.i[0]);
+  const float alpha = c.f[0];
+  const int64_t B = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
+  if (out.numel() == 0) return;
+  const Matrices A = as_f32(a), W = as_f32(w);
+  std::vector<float> bias_f32;
+  const float* bp = nullptr;
+  if (bias.defined()) {
+    if (bias.dtype() == DType::F32) {
+      bp = bias.data<const float>();
+    } else {
+      bias_f32 = to_f32_vector(bias);
+      bp = bias_f32.data();
+    }
+  }
+  std::vector<float> out_f32;
+  float* C = out.dtype() == DType::F32 ? out.data<float>() : (out_f32.resize(static_cast<size_t>(B * M * N)), out_f32.data());
+  // (The strides of a size-1 batch never matter; pass 0 so sgemm_batched sees a broadcast.)
+  cpu::sgemm_batched(B, M, N, K, alpha, A.p, B == 1 ? 0 : A.batch_stride, A.row_stride, A.col_stride, W.p,
+                     B == 1 ? 0 : W.batch_stride, W.row_stride, W.col_stride, C, bp, act);
+  if (out.dtype() != DType::F32) {
+    const int64_t n = B * M * N, chunk = 1 << 14;
+    char* po = byte_ptr(out);
+    const int64_t eo = esize(out);
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; i += chunk) store_f32(po + i * eo, out.dtype(), C + i, std::min(chunk, n - i));
+  }
+}
+
+}  // namespace vislang::cpu_kernels

@@ -1,0 +1,161 @@
+// kernels/cuda/backend.cu — cuda_backend(): which CUDA kernel runs an OpCall, or nullptr when the
+// op/dtype combination is not supported (dispatch() then reports it; the backend-ops test skips it).
+//
+// Supported: every Op for f32, f16 and bf16. Integer dtypes (i32, i64, u8) for COPY, FILL, BINARY,
+// SCALAR, CLAMP, WHERE, REDUCE, ARGMAX, TOPK and the indexing ops (EMBEDDING, INDEX_SELECT, GATHER
+// move raw bits, so any dtype); f64 for COPY/FILL/WHERE/indexing only (f64 math is reference-only,
+// see kernels/ops.h). ATTENTION needs head dims <= 128. Every kernel runs with the output's device
+// made current (DeviceGuard), on that device's default stream.
+#include <initializer_list>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace vislang {
+
+namespace {
+
+template <void (*F)(OpCall&)>
+void on_device(OpCall& c) {
+  cuda::DeviceGuard g(c.out[0].device().index);
+  F(c);
+}
+
+bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+bool is_numeric(DType t) { return is_float(t) || t == DType::I32 || t == DType::I64 || t == DType::U8; }
+bool is_any(DType t) { return is_numeric(t) || t == DType::F64; }
+bool is_index(DType t) { return t == DType::I32 || t == DType::I64; }
+bool opt_float(const Tensor& t) { return !t.defined() || is_float(t.dtype()) || t.dtype() == DType::F64; }
+
+// The strided elementwise kernels take at most 8 dims after coalescing out + the listed inputs.
+bool strided_ok(const OpCall& c, std::initializer_list<size_t> ins) {
+  const Tensor& o = c.out[0];
+  if (o.dim() <= cuda::kMaxDims) return true;
+  std::vector<Tensor> keep;
+  std::vector<const Shape*> st{&o.strides()};
+  try {
+    for (size_t k : ins) {
+      const Tensor& t = c.input(k);
+      if (!t.defined()) return false;
+      keep.push_back(t.shape() == o.shape() ? t : t.expand(o.shape()));
+    }
+  } catch (const Error&) {
+    return false;
+  }
+  for (const Tensor& t : keep) st.push_back(&t.strides());
+  return cuda::fits_iter(o.shape(), st);
+}
+
+static_assert(static_cast<int>(Op::COUNT) == 23, "a new Op needs a case in cuda_find (and a CUDA kernel)");
+
+Kernel cuda_find(const OpCall& c) {
+  if (c.out.empty() || !c.out[0].defined()) return nullptr;
+  const Tensor& o = c.out[0];
+  const DType dt = o.dtype();
+  auto in = [&](size_t k) -> const Tensor& { return c.input(k); };
+  auto has = [&](size_t k) { return in(k).defined(); };
+  switch (c.op) {
+    case Op::COPY:
+      return has(0) && is_any(dt) && is_any(in(0).dtype()) && strided_ok(c, {0}) ? &on_device<cuda::copy> : nullptr;
+    case Op::FILL:
+      return is_any(dt) && strided_ok(c, {}) ? &on_device<cuda::fill> : nullptr;
+    case Op::BINARY:
+      return has(0) && has(1) && is_numeric(dt) && is_numeric(in(0).dtype()) && is_numeric(in(1).dtype()) &&
+                     c.i[0] >= 0 && c.i[0] < int64_t(BinaryKind::COUNT) && strided_ok(c, {0, 1})
+                 ? &on_device<cuda::binary>
+                 : nullptr;
+    case Op::SCALAR:
+      return has(0) && is_numeric(dt) && is_numeric(in(0).dtype()) && c.i[0] >= 0 &&
+                     c.i[0] < int64_t(BinaryKind::COUNT) && strided_ok(c, {0})
+                 ? &on_device<cuda::scalar>
+                 : nullptr;
+    case Op::UNARY:
+      return has(0) && is_float(dt) && is_float(in(0).dtype()) && c.i[0] >= 0 && c.i[0] < int64_t(UnaryKind::COUNT) &&
+                     strided_ok(c, {0})
+                 ? &on_device<cuda::unary>
+                 : nullptr;
+    case Op::CLAMP:
+      return has(0) && is_numeric(dt) && is_numeric(in(0).dtype()) && strided_ok(c, {0}) ? &on_device<cuda::clamp>
+                                                                                        : nullptr;
+    case Op::WHERE:
+      return has(0) && has(1) && has(2) && is_any(dt) && is_numeric(in(0).dtype()) && is_any(in(1).dtype()) &&
+                     is_any(in(2).dtype()) && strided_ok(c, {0, 1, 2})
+                 ? &on_device<cuda::where>
+                 : nullptr;
+    case Op::REDUCE:
+      return has(0) && is_numeric(dt) && in(0).dtype() == dt && c.i[0] >= 0 && c.i[0] < int64_t(ReduceKind::COUNT)
+                 ? &on_device<cuda::reduce>
+                 : nullptr;
+    case Op::ARGMAX:
+      return has(0) && is_numeric(in(0).dtype()) && dt == DType::I64 ? &on_device<cuda::argmax> : nullptr;
+    case Op::TOPK:
+      return has(0) && c.out.size() >= 2 && is_numeric(dt) && in(0).dtype() == dt &&
+                     c.out[1].dtype() == DType::I64
+                 ? &on_device<cuda::topk>
+                 : nullptr;
+    case Op::SOFTMAX:
+      return has(0) && is_float(dt) && in(0).dtype() == dt ? &on_device<cuda::softmax> : nullptr;
+    case Op::L2_NORMALIZE:
+      return has(0) && is_float(dt) && in(0).dtype() == dt ? &on_device<cuda::l2_normalize> : nullptr;
+    case Op::CROSS_ENTROPY:
+      return has(0) && has(1) && is_float(in(0).dtype()) && is_index(in(1).dtype()) &&
+                     (is_float(dt) || dt == DType::F64)
+                 ? &on_device<cuda::cross_entropy>
+                 : nullptr;
+    case Op::LAYER_NORM:
+      return has(0) && is_float(dt) && in(0).dtype() == dt && opt_float(in(1)) && opt_float(in(2))
+                 ? &on_device<cuda::layer_norm>
+                 : nullptr;
+    case Op::RMS_NORM:
+      return has(0) && is_float(dt) && in(0).dtype() == dt && opt_float(in(1)) ? &on_device<cuda::rms_norm> : nullptr;
+    case Op::MATMUL:
+      return has(0) && has(1) && is_float(dt) && is_float(in(0).dtype()) && is_float(in(1).dtype()) &&
+                     opt_float(in(2)) && o.dim() == 3 && in(0).dim() == 3 && in(1).dim() == 3
+                 ? &on_device<cuda::matmul>
+                 : nullptr;
+    case Op::ATTENTION:
+      return has(0) && has(1) && has(2) && is_float(dt) && is_float(in(0).dtype()) && is_float(in(1).dtype()) &&
+                     is_float(in(2).dtype()) && opt_float(in(3)) && in(0).dim() == 4 && in(1).dim() == 4 &&
+                     in(2).dim() == 4 && in(0).size(3) <= cuda::kAttentionMaxHeadDim &&
+                     in(2).size(3) <= cuda::kAttentionMaxHeadDim && (!has(4) || in(4).dim() == 2)
+                 ? &on_device<cuda::attention>
+                 : nullptr;
+    case Op::CONV2D:
+      return has(0) && has(1) && is_float(dt) && in(0).dtype() == dt && is_float(in(1).dtype()) && opt_float(in(2)) &&
+                     in(0).dim() == 4 && in(1).dim() == 4
+                 ? &on_device<cuda::conv2d>
+                 : nullptr;
+    case Op::AVG_POOL2D:
+      return has(0) && is_float(dt) && in(0).dtype() == dt && in(0).dim() == 4 ? &on_device<cuda::avg_pool2d> : nullptr;
+    case Op::BATCH_NORM:
+      return has(0) && has(1) && has(2) && is_float(dt) && in(0).dtype() == dt && opt_float(in(1)) &&
+                     opt_float(in(2)) && opt_float(in(3)) && opt_float(in(4))
+                 ? &on_device<cuda::batch_norm>
+                 : nullptr;
+    case Op::EMBEDDING:
+      return has(0) && has(1) && is_any(dt) && in(0).dtype() == dt && in(0).dim() == 2 && is_index(in(1).dtype())
+                 ? &on_device<cuda::embedding>
+                 : nullptr;
+    case Op::INDEX_SELECT:
+      return has(0) && has(1) && is_any(dt) && in(0).dtype() == dt && is_index(in(1).dtype()) &&
+                     o.dim() <= cuda::kMaxDims && in(0).dim() == o.dim()
+                 ? &on_device<cuda::index_select>
+                 : nullptr;
+    case Op::GATHER:
+      return has(0) && has(1) && is_any(dt) && in(0).dtype() == dt && is_index(in(1).dtype()) &&
+                     o.dim() <= cuda::kMaxDims && in(0).dim() == o.dim()
+                 ? &on_device<cuda::gather>
+                 : nullptr;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+const Backend& cuda_backend() {
+  static const Backend b{"cuda", &cuda_find};
+  return b;
+}
+
+}  // namespace vislang
