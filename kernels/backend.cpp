@@ -79,6 +79,11 @@ static std::string call_summary(const OpCall& c) {
   return s + "] -> " + (c.out.empty() ? std::string("none") : c.out[0].describe());
 }
 
+DispatchCounts& dispatch_counts() {
+  static thread_local DispatchCounts counts;
+  return counts;
+}
+
 void dispatch(OpCall& c) {
   VL_CHECK(!c.out.empty() && c.out[0].defined(), "dispatch: ", op_name(c.op), " has no output");
   Device d = c.out[0].device();
@@ -86,14 +91,17 @@ void dispatch(OpCall& c) {
     VL_CHECK(!t.defined() || t.device() == d, op_name(c.op), ": all tensors must be on one device; got ",
              call_summary(c));
   Kernel k = nullptr;
+  BackendId id = BackendId::CUDA;
   if (d.is_cuda()) {
     k = cuda_backend().find(c);
     VL_CHECK(k, "cuda backend does not support ", call_summary(c));
   } else {
+    id = BackendId::CPU;
     if (cpu_mode() == CpuMode::OPTIMIZED) k = cpu_backend().find(c);
-    if (!k) k = ref_backend().find(c);
+    if (!k) k = ref_backend().find(c), id = BackendId::REF;
     VL_CHECK(k, "no CPU kernel for ", call_summary(c));
   }
+  dispatch_counts().n[static_cast<int>(id)][static_cast<int>(c.op)]++;
   k(c);
 }
 

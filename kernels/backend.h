@@ -120,6 +120,14 @@ class CpuModeGuard {
 // Runs the call on the backend of out[0]'s device. Throws when no backend supports it.
 void dispatch(OpCall& call);
 
+// How many calls of each op each backend ran on this thread (tests use it to prove that the
+// optimized backend, not the reference fallback, handled the cases they compare).
+enum class BackendId { REF = 0, CPU = 1, CUDA = 2, COUNT };
+struct DispatchCounts {
+  int64_t n[static_cast<int>(BackendId::COUNT)][static_cast<int>(Op::COUNT)] = {};
+};
+DispatchCounts& dispatch_counts();
+
 // ---- the device runtime, implemented by the CUDA backend (or by stubs without CUDA) -------------
 bool cuda_built();
 int cuda_device_count();  // 0 when not built or no GPU / driver

@@ -76,6 +76,13 @@ std::vector<OpCase> all_cases() {
           one([to](auto& in) { return in[0].t().to(to); }), {0, 0});
     add("contiguous " + dn(t) + " permute(2,0,1) slice step 2", {rnd({5, 8, 9}, t, seed++)},
         one([](auto& in) { return in[0].permute({2, 0, 1}).slice(1, 1, 5, 2).contiguous(); }), {0, 0});
+    add("fill " + dn(t) + " strided view (9,33)[1::2, ::3]", {rnd({9, 33}, t, seed++)},
+        one([](auto& in) {
+          Tensor x = in[0].clone();
+          x.slice(0, 1, 9, 2).slice(1, 0, 33, 3).fill_(-1.5);
+          return x;
+        }),
+        {0, 0});
     add("concat " + dn(t) + " dim1", {rnd({3, 4, 5}, t, seed++), rnd({3, 2, 5}, t, seed++)},
         one([](auto& in) { return ops::concat({in[0], in[1]}, 1); }), {0, 0});
     add("stack " + dn(t) + " dim0 of transposed", {rnd({4, 6}, t, seed++), rnd({4, 6}, t, seed++)},
@@ -311,6 +318,7 @@ bool run_case(const OpCase& c, Device dev, std::string& why) {
 void run_all(Device dev) {
   auto cases = all_cases();
   int failed = 0;
+  dispatch_counts() = DispatchCounts{};
   for (const OpCase& c : cases) {
     std::string why;
     bool ok = false;
@@ -326,6 +334,12 @@ void run_all(Device dev) {
   }
   MESSAGE(cases.size() << " op cases on " << dev.name() << ", " << failed << " failed");
   CHECK(cases.size() > 300);
+  // Every op must have been run by the backend under test, not only by the reference fallback.
+  int backend = static_cast<int>(dev.is_cpu() ? BackendId::CPU : BackendId::CUDA);
+  for (int op = 0; op < static_cast<int>(Op::COUNT); ++op) {
+    std::string what = std::string("op ") + op_name(static_cast<Op>(op)) + " never ran on the backend under test";
+    CHECK_MESSAGE(dispatch_counts().n[backend][op] > 0, what);
+  }
 }
 
 }  // namespace

@@ -54,11 +54,11 @@ const SafeTensorsFile& fixtures() {
       open_error = e.what();
     }
   }
-  REQUIRE_MESSAGE(file != nullptr, "cannot read the op fixtures: ", open_error, "; ", kRegenerate);
+  REQUIRE_MESSAGE(file != nullptr, str("cannot read the op fixtures: ", open_error, "; ", kRegenerate));
   auto it = file->metadata().find("format_version");
   std::string got = it == file->metadata().end() ? "(none)" : it->second;
-  REQUIRE_MESSAGE(got == kFormatVersion, fixture_path(), " has format_version ", got, " but this test expects ",
-                  kFormatVersion, ": ", kRegenerate);
+  REQUIRE_MESSAGE(got == kFormatVersion, str(fixture_path(), " has format_version ", got, " but this test expects ",
+                                             kFormatVersion, ": ", kRegenerate));
   return *file;
 }
 
@@ -285,9 +285,9 @@ std::vector<Case> cases_of(const SafeTensorsFile& f, const std::string& op) {
 void run_op(const std::string& op) {
   const SafeTensorsFile& f = fixtures();
   const Runner* r = find_runner(op);
-  REQUIRE_MESSAGE(r != nullptr, "no runner for op '", op, "'");
+  REQUIRE_MESSAGE(r != nullptr, str("no runner for op '", op, "'"));
   std::vector<Case> cs = cases_of(f, op);
-  REQUIRE_MESSAGE(!cs.empty(), "no fixture case for op '", op, "': ", kRegenerate);
+  REQUIRE_MESSAGE(!cs.empty(), str("no fixture case for op '", op, "': ", kRegenerate));
   for (const Case& c : cs) {
     for (CpuMode mode : {CpuMode::REFERENCE, CpuMode::OPTIMIZED}) {
       const char* mode_name = mode == CpuMode::REFERENCE ? "reference" : "optimized";
@@ -296,25 +296,25 @@ void run_op(const std::string& op) {
         CpuModeGuard g(mode);
         got = r->run(c);
       } catch (const std::exception& e) {
-        FAIL_CHECK("case '", c.name, "' (", mode_name, " CPU kernels) threw: ", e.what());
+        FAIL_CHECK(str("case '", c.name, "' (", mode_name, " CPU kernels) threw: ", e.what()));
         continue;
       }
       for (const auto& [role, t] : got) {
         std::string full = c.name + "." + role;
         if (!f.has(full)) {
-          FAIL_CHECK("case '", c.name, "': output '", role, "' has no expected tensor '", full, "'");
+          FAIL_CHECK(str("case '", c.name, "': output '", role, "' has no expected tensor '", full, "'"));
           continue;
         }
         Tensor want = f.get(full);
         std::string where = str("case '", c.name, "' output '", role, "' (", mode_name, " CPU kernels, ",
                                 c.p.dump(), "): ");
         if (t.dtype() != want.dtype() || t.shape() != want.shape()) {
-          FAIL_CHECK(where, "got ", t.describe(), ", expected ", want.describe());
+          FAIL_CHECK(str(where, "got ", t.describe(), ", expected ", want.describe()));
           continue;
         }
         Tol tol = is_floating(want.dtype()) ? tolerance(r->tol, want.dtype()) : kExact;
         test::CompareResult cr = test::compare(t, want, tol);
-        if (!cr.ok) FAIL_CHECK(where, cr.message, " [shape ", shape_str(want.shape()), ", row-major flat index]");
+        if (!cr.ok) FAIL_CHECK(str(where, cr.message, " [shape ", shape_str(want.shape()), ", row-major flat index]"));
       }
     }
   }
@@ -332,10 +332,10 @@ TEST_CASE("op fixtures: format version, and every case has a runner and every ru
     json p;
     CHECK_NOTHROW(p = json::parse(value));
     std::string op = p.value("op", "");
-    CHECK_MESSAGE(find_runner(op) != nullptr, "fixture case '", key, "' has op '", op, "' with no runner here");
+    CHECK_MESSAGE(find_runner(op) != nullptr, str("fixture case '", key, "' has op '", op, "' with no runner here"));
     ops_seen.insert(op);
   }
-  for (const Runner& r : runners()) CHECK_MESSAGE(ops_seen.count(r.op), "no fixture case for op '", r.op, "'");
+  for (const Runner& r : runners()) CHECK_MESSAGE(ops_seen.count(r.op), str("no fixture case for op '", r.op, "'"));
 }
 
 #define VL_FIXTURE_TEST(op) \

@@ -86,8 +86,11 @@ class Progress:
     def __init__(self, what, total):
         self.what, self.total, self.last = what, max(total, 1), -1
         self.tty = sys.stderr.isatty()
+        self.quiet = not self.tty and total < 100  # small files: no log spam
 
     def step(self, i):
+        if self.quiet:
+            return
         pct = (100 * i) // self.total
         if self.tty and pct != self.last:
             sys.stderr.write(f"\rconvert: {self.what} {pct:3d}% ({i}/{self.total})")
@@ -98,7 +101,7 @@ class Progress:
 
     def done(self):
         self.step(self.total)
-        if self.tty:
+        if self.tty and not self.quiet:
             sys.stderr.write("\n")
         sys.stderr.flush()
 

@@ -8,7 +8,12 @@
 // whose keys are all masked (l = 0) writes zeros. Key blocks past the causal limit of the whole query
 // block are skipped. f32 q / k / v with unit last stride are read in place (strided rows), anything
 // else (f16, bf16, other strides) is converted into per-thread f32 tiles.
+// GCC 12 reports its own AVX-512 intrinsic headers as using uninitialized values (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
+#pragma GCC diagnostic pop
 #include <cmath>
 
 #include "kernels/cpu/cpu_common.h"

@@ -5,7 +5,12 @@
 // payloads aside. bf16 and the f16 -> f32 direction are plain integer loops the compiler vectorizes;
 // f32 -> f16 uses the F16C instruction VCVTPS2PH (exact IEEE rounding) through AVX-512F when the CPU
 // has it (checked at run time), else core/dtype.h's exact scalar routine.
+// GCC 12 reports its own AVX-512 intrinsic headers as using uninitialized values (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <cstring>
 

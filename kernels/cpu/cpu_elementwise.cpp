@@ -6,7 +6,12 @@
 // f32 buffer; the math runs on contiguous f32 in `#pragma omp simd` loops (cpu_math.h); the result
 // is written in place or rounded back to the output dtype. The math matches apply_unary_ref /
 // apply_binary_ref of kernels/backend.cpp, NaN rules included.
+// GCC 12 reports its own AVX-512 intrinsic headers as using uninitialized values (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <cmath>
 #include <cstring>

@@ -359,9 +359,11 @@ void layer_norm_kernel(OpCall& c) {
       var += d * d;
     }
     const float rstd = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(n) + eps));
-    const float mf = static_cast<float>(mean);
+    // The mean as a float pair hi + lo: x - hi is exact for x near the mean, so rows with a large
+    // offset (|mean| >> std) are centered as accurately as in double.
+    const float mean_hi = static_cast<float>(mean), mean_lo = static_cast<float>(mean - mean_hi);
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) y[i] = (xr[i] - mf) * rstd * wp[i] + bp[i];
+    for (int64_t i = 0; i < n; ++i) y[i] = ((xr[i] - mean_hi) - mean_lo) * rstd * wp[i] + bp[i];
   });
 }
 

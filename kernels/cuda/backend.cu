@@ -2,12 +2,10 @@
 // op/dtype combination is not supported (dispatch() then reports it; the backend-ops test skips it).
 //
 // Supported: every Op for f32, f16 and bf16. Integer dtypes (i32, i64, u8) for COPY, FILL, BINARY,
-// SCALAR, CLAMP, WHERE, REDUCE, ARGMAX, TOPK and the indexing ops (EMBEDDING, INDEX_SELECT, GATHER
+// SCALAR, UNARY (neg/abs/relu/square), CLAMP, WHERE, REDUCE, ARGMAX, TOPK and the indexing ops (EMBEDDING, INDEX_SELECT, GATHER
 // move raw bits, so any dtype); f64 for COPY/FILL/WHERE/indexing only (f64 math is reference-only,
 // see kernels/ops.h). ATTENTION needs head dims <= 128. Every kernel runs with the output's device
 // made current (DeviceGuard), on that device's default stream.
-#include <initializer_list>
-
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -27,25 +25,6 @@ bool is_any(DType t) { return is_numeric(t) || t == DType::F64; }
 bool is_index(DType t) { return t == DType::I32 || t == DType::I64; }
 bool opt_float(const Tensor& t) { return !t.defined() || is_float(t.dtype()) || t.dtype() == DType::F64; }
 
-// The strided elementwise kernels take at most 8 dims after coalescing out + the listed inputs.
-bool strided_ok(const OpCall& c, std::initializer_list<size_t> ins) {
-  const Tensor& o = c.out[0];
-  if (o.dim() <= cuda::kMaxDims) return true;
-  std::vector<Tensor> keep;
-  std::vector<const Shape*> st{&o.strides()};
-  try {
-    for (size_t k : ins) {
-      const Tensor& t = c.input(k);
-      if (!t.defined()) return false;
-      keep.push_back(t.shape() == o.shape() ? t : t.expand(o.shape()));
-    }
-  } catch (const Error&) {
-    return false;
-  }
-  for (const Tensor& t : keep) st.push_back(&t.strides());
-  return cuda::fits_iter(o.shape(), st);
-}
-
 static_assert(static_cast<int>(Op::COUNT) == 23, "a new Op needs a case in cuda_find (and a CUDA kernel)");
 
 Kernel cuda_find(const OpCall& c) {
@@ -56,30 +35,31 @@ Kernel cuda_find(const OpCall& c) {
   auto has = [&](size_t k) { return in(k).defined(); };
   switch (c.op) {
     case Op::COPY:
-      return has(0) && is_any(dt) && is_any(in(0).dtype()) && strided_ok(c, {0}) ? &on_device<cuda::copy> : nullptr;
+      return has(0) && is_any(dt) && is_any(in(0).dtype()) ? &on_device<cuda::copy> : nullptr;
     case Op::FILL:
-      return is_any(dt) && strided_ok(c, {}) ? &on_device<cuda::fill> : nullptr;
+      return is_any(dt) ? &on_device<cuda::fill> : nullptr;
     case Op::BINARY:
       return has(0) && has(1) && is_numeric(dt) && is_numeric(in(0).dtype()) && is_numeric(in(1).dtype()) &&
-                     c.i[0] >= 0 && c.i[0] < int64_t(BinaryKind::COUNT) && strided_ok(c, {0, 1})
+                     c.i[0] >= 0 && c.i[0] < int64_t(BinaryKind::COUNT)
                  ? &on_device<cuda::binary>
                  : nullptr;
     case Op::SCALAR:
       return has(0) && is_numeric(dt) && is_numeric(in(0).dtype()) && c.i[0] >= 0 &&
-                     c.i[0] < int64_t(BinaryKind::COUNT) && strided_ok(c, {0})
+                     c.i[0] < int64_t(BinaryKind::COUNT)
                  ? &on_device<cuda::scalar>
                  : nullptr;
-    case Op::UNARY:
-      return has(0) && is_float(dt) && is_float(in(0).dtype()) && c.i[0] >= 0 && c.i[0] < int64_t(UnaryKind::COUNT) &&
-                     strided_ok(c, {0})
-                 ? &on_device<cuda::unary>
-                 : nullptr;
+    case Op::UNARY: {
+      if (!has(0) || c.i[0] < 0 || c.i[0] >= int64_t(UnaryKind::COUNT) || in(0).dtype() != dt) return nullptr;
+      const auto k = static_cast<UnaryKind>(c.i[0]);
+      const bool int_ok = k == UnaryKind::NEG || k == UnaryKind::ABS || k == UnaryKind::RELU || k == UnaryKind::SQUARE;
+      return (is_float(dt) || (is_numeric(dt) && int_ok)) ? &on_device<cuda::unary> : nullptr;
+    }
     case Op::CLAMP:
-      return has(0) && is_numeric(dt) && is_numeric(in(0).dtype()) && strided_ok(c, {0}) ? &on_device<cuda::clamp>
+      return has(0) && is_numeric(dt) && is_numeric(in(0).dtype()) ? &on_device<cuda::clamp>
                                                                                         : nullptr;
     case Op::WHERE:
       return has(0) && has(1) && has(2) && is_any(dt) && is_numeric(in(0).dtype()) && is_any(in(1).dtype()) &&
-                     is_any(in(2).dtype()) && strided_ok(c, {0, 1, 2})
+                     is_any(in(2).dtype())
                  ? &on_device<cuda::where>
                  : nullptr;
     case Op::REDUCE:
@@ -138,12 +118,12 @@ Kernel cuda_find(const OpCall& c) {
                  : nullptr;
     case Op::INDEX_SELECT:
       return has(0) && has(1) && is_any(dt) && in(0).dtype() == dt && is_index(in(1).dtype()) &&
-                     o.dim() <= cuda::kMaxDims && in(0).dim() == o.dim()
+                     o.dim() <= cuda::kMaxIndexDims && in(0).dim() == o.dim()
                  ? &on_device<cuda::index_select>
                  : nullptr;
     case Op::GATHER:
       return has(0) && has(1) && is_any(dt) && in(0).dtype() == dt && is_index(in(1).dtype()) &&
-                     o.dim() <= cuda::kMaxDims && in(0).dim() == o.dim()
+                     o.dim() <= cuda::kMaxIndexDims && in(0).dim() == o.dim()
                  ? &on_device<cuda::gather>
                  : nullptr;
     default:

@@ -45,7 +45,7 @@ constexpr int64_t kAttentionMaxHeadDim = 128;
 // take is copied to contiguous first. c_dtype is a's dtype or f32. fp32 compute (no TF32).
 void gemm(const Tensor& a, const Tensor& b, void* c_ptr, DType c_dtype, float alpha, float beta);
 
-// Strided-elementwise helpers are limited to 8 dims after coalescing; find() asks first.
-bool fits_iter(const Shape& shape, const std::vector<const Shape*>& strides);
+// INDEX_SELECT / GATHER walk the output's coordinates directly: at most this many dims.
+constexpr int kMaxIndexDims = 16;
 
 }  // namespace vislang::cuda

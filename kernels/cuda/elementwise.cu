@@ -26,13 +26,10 @@ __global__ void ew_kernel(int64_t n, StridedIter<K> it, F f) {
 }
 
 template <int K>
-StridedIter<K> iter_of(const char* op, const Shape& shape, const Tensor* const (&ts)[K]) {
+bool try_iter(const Shape& shape, const Tensor* const (&ts)[K], StridedIter<K>& it) {
   const Shape* st[K];
   for (int k = 0; k < K; ++k) st[k] = &ts[k]->strides();
-  StridedIter<K> it;
-  VL_CHECK(make_iter<K>(shape, st, it), "cuda ", op, ": more than ", kMaxDims,
-           " non-mergeable dims in ", shape_str(shape));
-  return it;
+  return make_iter<K>(shape, st, it);
 }
 
 template <int K, typename F>
@@ -133,6 +130,25 @@ struct UnaryF {
   int kind;
   __device__ void operator()(const int64_t (&o)[2]) const { out[o[0]] = from_f32<T>(apply_unary(kind, to_f32(a[o[1]]))); }
 };
+// Integer UNARY: the kinds the front-end allows on integers (neg, abs, relu, square), in the integer type.
+template <typename T>
+struct UnaryIntF {
+  T* out;
+  const T* a;
+  int kind;
+  __device__ void operator()(const int64_t (&o)[2]) const {
+    const T x = a[o[1]];
+    T r = x;
+    switch (kind) {
+      case int(UnaryKind::NEG): r = static_cast<T>(-x); break;
+      case int(UnaryKind::ABS): r = x < T(0) ? static_cast<T>(-x) : x; break;
+      case int(UnaryKind::RELU): r = x > T(0) ? x : T(0); break;
+      case int(UnaryKind::SQUARE): r = static_cast<T>(x * x); break;
+      default: break;
+    }
+    out[o[0]] = r;
+  }
+};
 template <typename T>
 struct ClampF {
   T* out;
@@ -156,26 +172,18 @@ struct WhereF {
 
 }  // namespace
 
-bool fits_iter(const Shape& shape, const std::vector<const Shape*>& strides) {
-  // Same coalescing as make_iter, for any number of operands.
-  int n = 0;
-  std::vector<int64_t> last(strides.size(), 0);
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = n > 0;
-    for (size_t k = 0; k < strides.size() && merge; ++k) merge = last[k] == (*strides[k])[d] * shape[d];
-    for (size_t k = 0; k < strides.size(); ++k) last[k] = (*strides[k])[d];
-    if (!merge) ++n;
-  }
-  return n <= kMaxDims;
-}
-
 // ---- entry points -------------------------------------------------------------------------------------
-void copy(OpCall& c) {
-  const Tensor& out = c.out[0];
-  Tensor in = expanded(c.in[0], out.shape());
+// More than kMaxDims dims that do not coalesce (rare: high-rank permuted views): COPY and FILL,
+// whose output may itself be strided, split along dim 0; the other ops copy their inputs to
+// contiguous first (that COPY splits), after which everything coalesces to one dim.
+static void copy_tensor(const Tensor& out, const Tensor& in_) {
+  Tensor in = expanded(in_, out.shape());
   const Tensor* ts[2] = {&out, &in};
-  auto it = iter_of<2>("copy", out.shape(), ts);
+  StridedIter<2> it;
+  if (!try_iter<2>(out.shape(), ts, it)) {
+    for (int64_t i = 0; i < out.size(0); ++i) copy_tensor(out.select(0, i), in.select(0, i));
+    return;
+  }
   int64_t n = out.numel();
   if (in.dtype() == out.dtype()) {  // bit copy (keeps NaN payloads)
     dispatch_raw(out.element_size(), [&](auto tag) {
@@ -192,13 +200,15 @@ void copy(OpCall& c) {
     });
   });
 }
+void copy(OpCall& c) { copy_tensor(c.out[0], c.in[0]); }
 
-void fill(OpCall& c) {
-  const Tensor& out = c.out[0];
-  uint64_t bits = 0;  // the value in out's dtype, converted on the host by core/dtype.h
-  store_from_f64(&bits, out.dtype(), static_cast<double>(c.f[0]));
+static void fill_tensor(const Tensor& out, uint64_t bits) {
   const Tensor* ts[1] = {&out};
-  auto it = iter_of<1>("fill", out.shape(), ts);
+  StridedIter<1> it;
+  if (!try_iter<1>(out.shape(), ts, it)) {
+    for (int64_t i = 0; i < out.size(0); ++i) fill_tensor(out.select(0, i), bits);
+    return;
+  }
   dispatch_raw(out.element_size(), [&](auto tag) {
     using R = decltype(tag);
     R v;
@@ -206,13 +216,22 @@ void fill(OpCall& c) {
     launch_ew("fill", out.numel(), it, FillF<R>{out.data<R>(), v});
   });
 }
+void fill(OpCall& c) {
+  uint64_t bits = 0;  // the value in out's dtype, converted on the host by core/dtype.h
+  store_from_f64(&bits, c.out[0].dtype(), static_cast<double>(c.f[0]));
+  fill_tensor(c.out[0], bits);
+}
 
 void binary(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor a = expanded(as_dtype(c.in[0], out.dtype()), out.shape());
   Tensor b = expanded(as_dtype(c.in[1], out.dtype()), out.shape());
   const Tensor* ts[3] = {&out, &a, &b};
-  auto it = iter_of<3>("binary", out.shape(), ts);
+  StridedIter<3> it;
+  if (!try_iter<3>(out.shape(), ts, it)) {
+    a = a.contiguous(); b = b.contiguous();
+    VL_CHECK(try_iter<3>(out.shape(), ts, it), "cuda binary: cannot iterate ", shape_str(out.shape()));
+  }
   dispatch_numeric(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     launch_ew("binary", out.numel(), it, BinaryF<T>{out.data<T>(), a.data<T>(), b.data<T>(), int(c.i[0])});
@@ -223,7 +242,11 @@ void scalar(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor a = expanded(as_dtype(c.in[0], out.dtype()), out.shape());
   const Tensor* ts[2] = {&out, &a};
-  auto it = iter_of<2>("scalar", out.shape(), ts);
+  StridedIter<2> it;
+  if (!try_iter<2>(out.shape(), ts, it)) {
+    a = a.contiguous();
+    VL_CHECK(try_iter<2>(out.shape(), ts, it), "cuda scalar: cannot iterate ", shape_str(out.shape()));
+  }
   dispatch_numeric(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     launch_ew("scalar", out.numel(), it,
@@ -235,10 +258,17 @@ void unary(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor a = expanded(as_dtype(c.in[0], out.dtype()), out.shape());
   const Tensor* ts[2] = {&out, &a};
-  auto it = iter_of<2>("unary", out.shape(), ts);
-  dispatch_float(out.dtype(), [&](auto tag) {
+  StridedIter<2> it;
+  if (!try_iter<2>(out.shape(), ts, it)) {
+    a = a.contiguous();
+    VL_CHECK(try_iter<2>(out.shape(), ts, it), "cuda unary: cannot iterate ", shape_str(out.shape()));
+  }
+  dispatch_numeric(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    launch_ew("unary", out.numel(), it, UnaryF<T>{out.data<T>(), a.data<T>(), int(c.i[0])});
+    if constexpr (is_floatish<T>::value)
+      launch_ew("unary", out.numel(), it, UnaryF<T>{out.data<T>(), a.data<T>(), int(c.i[0])});
+    else
+      launch_ew("unary_int", out.numel(), it, UnaryIntF<T>{out.data<T>(), a.data<T>(), int(c.i[0])});
   });
 }
 
@@ -246,7 +276,11 @@ void clamp(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor a = expanded(as_dtype(c.in[0], out.dtype()), out.shape());
   const Tensor* ts[2] = {&out, &a};
-  auto it = iter_of<2>("clamp", out.shape(), ts);
+  StridedIter<2> it;
+  if (!try_iter<2>(out.shape(), ts, it)) {
+    a = a.contiguous();
+    VL_CHECK(try_iter<2>(out.shape(), ts, it), "cuda clamp: cannot iterate ", shape_str(out.shape()));
+  }
   dispatch_numeric(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     launch_ew("clamp", out.numel(), it,
@@ -260,7 +294,11 @@ void where(OpCall& c) {
   Tensor a = expanded(as_dtype(c.in[1], out.dtype()), out.shape());
   Tensor b = expanded(as_dtype(c.in[2], out.dtype()), out.shape());
   const Tensor* ts[4] = {&out, &cond, &a, &b};
-  auto it = iter_of<4>("where", out.shape(), ts);
+  StridedIter<4> it;
+  if (!try_iter<4>(out.shape(), ts, it)) {
+    cond = cond.contiguous(); a = a.contiguous(); b = b.contiguous();
+    VL_CHECK(try_iter<4>(out.shape(), ts, it), "cuda where: cannot iterate ", shape_str(out.shape()));
+  }
   dispatch_raw(out.element_size(), [&](auto tag) {
     using R = decltype(tag);
     launch_ew("where", out.numel(), it, WhereF<R>{out.data<R>(), cond.data<uint8_t>(), a.data<R>(), b.data<R>()});
@@ -287,8 +325,8 @@ __global__ void embedding_kernel(R* out, const R* table, const void* ids, bool i
 // coordinate along `dim` replaced by an index: INDEX_SELECT (ids[coord]) and GATHER (idx[e]).
 struct IndexDesc {
   int ndim, dim;
-  int64_t shape[kMaxDims];
-  int64_t in_stride[kMaxDims];
+  int64_t shape[kMaxIndexDims];
+  int64_t in_stride[kMaxIndexDims];
   int64_t in_size_dim;  // size of the input along dim (range check)
 };
 template <typename R>
@@ -298,7 +336,7 @@ __global__ void index_kernel(R* out, const R* in, const void* idx, bool idx_i32,
     int64_t r = e, off = 0, id = 0;
     bool ok = true;
 #pragma unroll
-    for (int k = kMaxDims - 1; k >= 0; --k) {
+    for (int k = kMaxIndexDims - 1; k >= 0; --k) {
       if (k < d.ndim) {
         int64_t q = r / d.shape[k], cidx = r - q * d.shape[k];
         r = q;
@@ -318,7 +356,7 @@ __global__ void index_kernel(R* out, const R* in, const void* idx, bool idx_i32,
 void launch_index(const char* name, const Tensor& out, const Tensor& in, const Tensor& idx, int64_t dim, bool gather) {
   int64_t total = out.numel();
   if (total == 0) return;
-  VL_CHECK(out.dim() <= kMaxDims, "cuda ", name, ": more than ", kMaxDims, " dims");
+  VL_CHECK(out.dim() <= kMaxIndexDims, "cuda ", name, ": more than ", kMaxIndexDims, " dims");
   IndexDesc d{};
   d.ndim = static_cast<int>(out.dim());
   d.dim = static_cast<int>(dim);

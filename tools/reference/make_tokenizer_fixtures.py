@@ -355,10 +355,14 @@ def piece(rng):
                                for i in range(rng.randint(1, 12))))
 
 
+COMMON_WS = [" ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", " \n "]
+
+
 def sep(rng):
     r = rng.random()
-    if r < 0.75: return " "
-    if r < 0.85: return ""
+    if r < 0.80: return " "
+    if r < 0.88: return ""
+    if r < 0.98: return rng.choice(COMMON_WS)
     return "".join(rng.choice(WS) for _ in range(rng.randint(1, 3)))
 
 
@@ -393,27 +397,35 @@ def hand_written():
     return out
 
 
-def corpus(seed=20240611, n_random=9000):
+PROMPT_TEMPLATES = ["a photo of a {}.", "a bad photo of the {}.", "a close-up photo of my {}.",
+                    "itap of a {}.", "a painting of the {}.", "a {} in the {}.", "the {} is {} and {}.",
+                    "{} {} {}", "A {} {} on a {} day", "there's a {} next to the {}!", "{}, {}, and {}",
+                    "What's the {} doing? It's {}."]
+
+
+def prompt(rng):
+    t = rng.choice(PROMPT_TEMPLATES)
+    return t.format(*(casing(rng, rng.choice(WORDS)) for _ in range(t.count("{}"))))
+
+
+def corpus(seed=20240611, n_total=10500):
+    """[(text, category)]: hand (edge cases), plain (caption-like prompts in plain ASCII), mixed
+    (random mixtures of everything), cps (random codepoints from all planes), long (> 1000 chars)."""
     rng = random.Random(seed)
-    out = hand_written()
-    for i in range(n_random):
+    out = dict.fromkeys(hand_written(), "hand")  # insertion-ordered, first category wins
+    for _ in range(6):
+        out.setdefault(sentence(rng, rng.randint(250, 500)), "long")
+    for _ in range(1500):
+        out.setdefault(prompt(rng), "plain")
+    while len(out) < n_total:
         r = rng.random()
-        if r < 0.80:
-            out.append(sentence(rng, rng.randint(1, 14)))
-        elif r < 0.95:
-            out.append("".join(random_cp(rng) for _ in range(rng.randint(1, 10))))
+        if r < 0.82:
+            out.setdefault(sentence(rng, rng.randint(1, 12)), "mixed")
         else:
-            out.append(sentence(rng, rng.randint(20, 60)))
-    for _ in range(12):  # very long texts
-        out.append(sentence(rng, rng.randint(400, 900)))
-    seen, uniq = set(), []
+            out.setdefault("".join(random_cp(rng) for _ in range(rng.randint(1, 8))), "cps")
     for s in out:
-        if s not in seen:
-            seen.add(s)
-            uniq.append(s)
-    for s in uniq:
         s.encode("utf-8")  # no lone surrogates
-    return uniq
+    return list(out.items())
 
 
 def clean_cases(rng):
@@ -496,14 +508,18 @@ def hf_reference(ref, vocab, merges):
 def write_fixtures(bpe_path):
     ref = Reference(bpe_path)
     os.makedirs(FIX_DIR, exist_ok=True)
-    texts = corpus()
+    items = corpus()
+    texts = [t for t, _ in items]
     assert len(texts) >= 10000, len(texts)
 
     vocab, merges, vocab_json, merges_txt = hf_files(bpe_path, 2000, seed=7)
     hf = hf_reference(ref, vocab, merges)
-    n_hf = 1500
+    n_hf = 800
 
-    stats = {"a_vs_fa": 0, "o_vs_fo": 0, "a_vs_o": 0}
+    import collections
+    stats = collections.Counter()  # (what, category) -> count; category "all" too
+    count = collections.Counter(c for _, c in items)
+    count["all"] = len(items)
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
         header = {"format": FORMAT, "generator": "tools/reference/make_tokenizer_fixtures.py", "n": len(texts),
@@ -514,18 +530,21 @@ def write_fixtures(bpe_path):
             o = ref.encode(t, openai=False)
             fa = ref.encode(t, openai=True, ftfy=True)
             fo = ref.encode(t, openai=False, ftfy=True)
-            rec = {"t": t, "a": a}
+            rec = {"t": t, "c": items[i][1], "a": a}
             if o != a:
                 rec["o"] = o
-                stats["a_vs_o"] += 1
+                stats["a_vs_o", items[i][1]] += 1
+                stats["a_vs_o", "all"] += 1
             if fa != a:
                 rec["fa"] = fa
-                stats["a_vs_fa"] += 1
+                stats["a_vs_fa", items[i][1]] += 1
+                stats["a_vs_fa", "all"] += 1
             if fo != o:
                 rec["fo"] = fo
-                stats["o_vs_fo"] += 1
+                stats["o_vs_fo", items[i][1]] += 1
+                stats["o_vs_fo", "all"] += 1
             if i < n_hf:
-                rec["h"] = hf.encode(t)
+                rec["h"] = ref._with_ftfy(False, hf.encode, t)
             gz.write((json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
     with open(os.path.join(FIX_DIR, "corpus.jsonl.gz"), "wb") as f:
         f.write(buf.getvalue())
@@ -553,7 +572,14 @@ def write_fixtures(bpe_path):
     for b in utf8_cases(rng):
         d = b.decode("utf-8", "replace")
         uc.append({"hex": b.hex(), "decoded": d, "ids": ref.encode(d)})
-    other = {"format": FORMAT, "tokenize": tokenize_cases(ref), "clean": cc, "utf8": uc}
+    dc = []  # decode: ids of corpus strings, and random id lists (partial UTF-8 sequences, specials)
+    for t in texts[:300]:
+        ids = ref.encode(t)
+        dc.append({"ids": ids, "text": ref.ai.decode(ids)})
+    for _ in range(200):
+        ids = [rng.randrange(len(ref.ai.encoder)) for _ in range(rng.randint(1, 12))]
+        dc.append({"ids": ids, "text": ref.ai.decode(ids)})
+    other = {"format": FORMAT, "tokenize": tokenize_cases(ref), "clean": cc, "utf8": uc, "decode": dc}
     with open(os.path.join(FIX_DIR, "cases.json.gz"), "wb") as f:
         with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=9, mtime=0) as gz:  # mtime=0: reproducible bytes
             gz.write(json.dumps(other, ensure_ascii=False).encode())
@@ -561,9 +587,11 @@ def write_fixtures(bpe_path):
     total = sum(os.path.getsize(os.path.join(FIX_DIR, x)) for x in os.listdir(FIX_DIR))
     n = len(texts)
     print(f"wrote {n} corpus strings to {os.path.relpath(FIX_DIR, ROOT)} ({total} bytes in all)")
-    print(f"  OpenAI semantics, ftfy vs no ftfy differ on {stats['a_vs_fa']} / {n} = {stats['a_vs_fa'] / n:.2%}")
-    print(f"  open_clip semantics, ftfy vs no ftfy differ on {stats['o_vs_fo']} / {n} = {stats['o_vs_fo'] / n:.2%}")
-    print(f"  OpenAI vs open_clip semantics (no ftfy) differ on {stats['a_vs_o']} / {n}")
+    for key, what in (("a_vs_fa", "OpenAI semantics: ftfy vs no ftfy"),
+                      ("o_vs_fo", "open_clip semantics: ftfy vs no ftfy"),
+                      ("a_vs_o", "OpenAI vs open_clip semantics (no ftfy)")):
+        print(f"  {what} differ on " + ", ".join(
+            f"{c} {stats[key, c]}/{count[c]} ({stats[key, c] / count[c]:.1%})" for c in sorted(count)))
 
 
 def main():

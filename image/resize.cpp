@@ -1,0 +1,215 @@
+// image/resize.cpp — PIL-exact bicubic resampling, center crop and normalization (see image/resize.h).
+//
+// Written from a reading of Pillow's libImaging/Resample.c (precompute_coeffs, normalize_coeffs_8bpc,
+// ImagingResampleHorizontal/Vertical_8bpc, ImagingResampleInner); the arithmetic below is kept in the
+// same order as Pillow's so that every double and every rounding matches.
+#include "image/resize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace vislang {
+
+namespace {
+
+constexpr int kPrecisionBits = 32 - 8 - 2;  // fixed-point fraction bits of the weights
+
+// Forces `v` to be rounded to a double here. Pillow's wheels are built for baseline x86-64 (no FMA),
+// so `a * b + c` is two roundings there; a compiler allowed to contract (GCC's default with
+// -march=native) would fuse it into one and change a weight in the last bit, which after the
+// fixed-point rounding can move a pixel by 1.
+inline double unfused(double v) {
+  volatile double t = v;
+  return t;
+}
+
+// Keys' cubic convolution kernel with a = -0.5 (Pillow's bicubic_filter), same operation order.
+double bicubic(double x) {
+  const double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) {
+    double t = unfused((a + 2.0) * x) - (a + 3.0);
+    return unfused(t * x * x) + 1;
+  }
+  if (x < 2.0) {
+    double t = unfused((x - 5) * x) + 8;
+    return (unfused(t * x) - 4) * a;
+  }
+  return 0.0;
+}
+
+// Fixed-point weights of one pass: output index i reads input [first[i], first[i] + count[i]) with
+// weights k[i * ksize + j].
+struct Weights {
+  int ksize = 0;
+  std::vector<int> first, count;
+  std::vector<int32_t> k;
+};
+
+// Pillow's precompute_coeffs + normalize_coeffs_8bpc for the full box (0, in_size), restricted to
+// output indices [out0, out0 + n).
+Weights bicubic_weights(int in_size, int out_size, int out0, int n) {
+  const double support_unit = 2.0;  // BICUBIC support
+  double scale = static_cast<double>(static_cast<float>(in_size) - 0.0f) / out_size;
+  double filterscale = scale < 1.0 ? 1.0 : scale;
+  double support = support_unit * filterscale;
+  Weights w;
+  w.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  w.first.resize(n);
+  w.count.resize(n);
+  w.k.assign(static_cast<size_t>(n) * w.ksize, 0);
+  std::vector<double> kd(w.ksize);
+  const double inv_filterscale = 1.0 / filterscale;
+  for (int i = 0; i < n; ++i) {
+    int xx = out0 + i;
+    double center = 0.0 + (xx + 0.5) * scale;
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      double v = bicubic((static_cast<double>(x + xmin) - center + 0.5) * inv_filterscale);
+      kd[x] = v;
+      ww += v;
+    }
+    for (int x = 0; x < xmax; ++x) {
+      if (ww != 0.0) kd[x] /= ww;
+      double s = kd[x] * (1 << kPrecisionBits);  // exact: a power of two
+      w.k[static_cast<size_t>(i) * w.ksize + x] = static_cast<int32_t>(kd[x] < 0 ? -0.5 + s : 0.5 + s);
+    }
+    w.first[i] = xmin;
+    w.count[i] = xmax;
+  }
+  return w;
+}
+
+inline uint8_t clip8(int ss) {
+  int v = ss >> kPrecisionBits;  // arithmetic shift: floor, as Pillow's lookup table index
+  return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+}  // namespace
+
+Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h) {
+  VL_CHECK(img.width > 0 && img.height > 0 && static_cast<size_t>(img.width) * img.height * 3 == img.rgb.size(),
+           "resize_bicubic: bad input image ", img.width, " x ", img.height, " with ", img.rgb.size(), " bytes");
+  VL_CHECK(out_w > 0 && out_h > 0, "resize_bicubic: output size must be positive, got ", out_w, " x ", out_h);
+  VL_CHECK(w > 0 && h > 0 && x0 >= 0 && y0 >= 0 && x0 + w <= out_w && y0 + h <= out_h,
+           "resize_bicubic_region: window (", x0, ", ", y0, ") ", w, " x ", h, " is not inside ", out_w, " x ",
+           out_h);
+  const bool need_h = out_w != img.width, need_v = out_h != img.height;
+  const int in_w = img.width;
+
+  // Source rows the vertical pass reads (Pillow's ybox_first / ybox_last), restricted to our window.
+  Weights wv;
+  int row0 = y0, row1 = y0 + h;
+  if (need_v) {
+    wv = bicubic_weights(img.height, out_h, y0, h);
+    row0 = wv.first[0];
+    row1 = wv.first[h - 1] + wv.count[h - 1];
+  }
+  const int trows = row1 - row0;
+
+  // Horizontal pass: rows [row0, row1) of the source -> temp (trows x w), or a plain column crop.
+  Image temp = Image::blank(w, trows);
+  if (need_h) {
+    Weights wh = bicubic_weights(in_w, out_w, x0, w);
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(trows) * w * wh.ksize > (1 << 18))
+    for (int y = 0; y < trows; ++y) {
+      const uint8_t* in = &img.rgb[static_cast<size_t>(y + row0) * in_w * 3];
+      uint8_t* out = &temp.rgb[static_cast<size_t>(y) * w * 3];
+      for (int xx = 0; xx < w; ++xx) {
+        const int32_t* k = &wh.k[static_cast<size_t>(xx) * wh.ksize];
+        const uint8_t* p = in + static_cast<size_t>(wh.first[xx]) * 3;
+        int ss0 = 1 << (kPrecisionBits - 1), ss1 = ss0, ss2 = ss0;
+        for (int x = 0; x < wh.count[xx]; ++x) {
+          ss0 += p[x * 3 + 0] * k[x];
+          ss1 += p[x * 3 + 1] * k[x];
+          ss2 += p[x * 3 + 2] * k[x];
+        }
+        out[xx * 3 + 0] = clip8(ss0);
+        out[xx * 3 + 1] = clip8(ss1);
+        out[xx * 3 + 2] = clip8(ss2);
+      }
+    }
+  } else {
+    for (int y = 0; y < trows; ++y)
+      std::copy_n(&img.rgb[(static_cast<size_t>(y + row0) * in_w + x0) * 3], static_cast<size_t>(w) * 3,
+                  &temp.rgb[static_cast<size_t>(y) * w * 3]);
+  }
+  if (!need_v) return temp;  // rows [y0, y0 + h) were taken directly
+
+  // Vertical pass over temp (row index shifted by row0).
+  Image out = Image::blank(w, h);
+  const size_t stride = static_cast<size_t>(w) * 3;
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(h) * w * wv.ksize > (1 << 18))
+  for (int yy = 0; yy < h; ++yy) {
+    const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
+    const uint8_t* base = &temp.rgb[static_cast<size_t>(wv.first[yy] - row0) * stride];
+    uint8_t* o = &out.rgb[static_cast<size_t>(yy) * stride];
+    for (size_t xc = 0; xc < stride; ++xc) {
+      int ss = 1 << (kPrecisionBits - 1);
+      for (int y = 0; y < wv.count[yy]; ++y) ss += base[static_cast<size_t>(y) * stride + xc] * k[y];
+      o[xc] = clip8(ss);
+    }
+  }
+  return out;
+}
+
+Image resize_bicubic(const Image& img, int out_w, int out_h) {
+  return resize_bicubic_region(img, out_w, out_h, 0, 0, out_w, out_h);
+}
+
+int center_crop_offset(int size, int crop, CropRounding rounding) {
+  VL_CHECK(size > 0 && crop > 0, "center_crop: sizes must be positive, got image ", size, " and crop ", crop);
+  int d = size - crop;
+  if (rounding == CropRounding::TORCHVISION) {
+    if (d >= 0) {  // int(round(d / 2.0)), Python rounds halves to even
+      int q = d / 2;
+      return (d % 2 == 1 && q % 2 == 1) ? q + 1 : q;
+    }
+    return -((-d) / 2);  // pad left/top = (crop - size) // 2
+  }
+  if (d >= 0) return d / 2;  // (size - crop) // 2
+  return -((-d + 1) / 2);    // image pasted at ceil((crop - size) / 2)
+}
+
+Image center_crop(const Image& img, int w, int h, CropRounding rounding) {
+  VL_CHECK(img.width > 0 && img.height > 0, "center_crop: empty image");
+  VL_CHECK(w > 0 && h > 0, "center_crop: crop size must be positive, got ", w, " x ", h);
+  int ox = center_crop_offset(img.width, w, rounding), oy = center_crop_offset(img.height, h, rounding);
+  Image out = Image::blank(w, h);
+  for (int y = 0; y < h; ++y) {
+    int sy = y + oy;
+    if (sy < 0 || sy >= img.height) continue;
+    int xa = std::max(0, -ox), xb = std::min(w, img.width - ox);  // output columns with a source pixel
+    if (xa < xb)
+      std::copy_n(img.pixel(xa + ox, sy), static_cast<size_t>(xb - xa) * 3, out.pixel(xa, y));
+  }
+  return out;
+}
+
+Tensor to_normalized_tensor(const Image& img, const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+  VL_CHECK(img.width > 0 && img.height > 0 && static_cast<size_t>(img.width) * img.height * 3 == img.rgb.size(),
+           "to_normalized_tensor: bad image ", img.width, " x ", img.height);
+  for (int c = 0; c < 3; ++c) VL_CHECK(std[c] != 0.0f, "to_normalized_tensor: std[", c, "] is 0");
+  Tensor t = Tensor::empty({3, img.height, img.width}, DType::F32);
+  float* o = t.data<float>();  // (3, H, W)
+  const size_t np = static_cast<size_t>(img.width) * img.height;
+  for (int c = 0; c < 3; ++c) {
+    const float m = mean[c], s = std[c];
+    float* oc = o + c * np;
+    for (size_t i = 0; i < np; ++i) {
+      float v = static_cast<float>(img.rgb[i * 3 + c]) / 255.0f;
+      oc[i] = (v - m) / s;
+    }
+  }
+  return t;
+}
+
+}  // namespace vislang

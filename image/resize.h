@@ -1,0 +1,54 @@
+// image/resize.h — PIL-exact bicubic resize, center crop, and the uint8 -> normalized f32 tensor step.
+//
+// Where it sits: image (image/image.h) → **resize → center crop → to_normalized_tensor** → vision tower.
+// image/clip_preprocess.h strings these together the way OpenAI CLIP / open_clip / Hugging Face do.
+//
+// resize_bicubic reproduces Pillow's `Image.resize(size, Image.BICUBIC)` on an RGB image bit for bit
+// (libImaging/Resample.c, ImagingResample): two separable passes, horizontal first (only over the
+// source rows the vertical pass will read), then vertical; a pass is skipped when that dimension does
+// not change; the cubic kernel has a = -0.5 and support 2 * max(1, in/out) (antialiasing when
+// downscaling); per-output-pixel weights are normalised to sum 1 in double, then rounded to fixed point
+// with 22 fraction bits (PRECISION_BITS = 32 - 8 - 2); sums start at 1/2 (rounding) and are clipped to
+// 0..255 after each pass. Double arithmetic is kept un-fused (no FMA contraction) so the weights are the
+// same doubles PIL computes on x86-64.
+#pragma once
+#include <array>
+
+#include "core/tensor.h"
+#include "image/image.h"
+
+namespace vislang {
+
+// Pillow's Image.resize((out_w, out_h), Image.BICUBIC) for an RGB image.
+Image resize_bicubic(const Image& img, int out_w, int out_h);
+
+// The window [x0, x0 + w) x [y0, y0 + h) of resize_bicubic(img, out_w, out_h), computing only that
+// window (each output pixel of PIL's resize depends only on its own index, so this is exact).
+// preprocess() uses it to resize-and-crop without building the full resized image.
+Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h);
+
+// How a center crop places its window when (image size - crop size) is odd, and where a crop larger
+// than the image puts the zero padding:
+//   TORCHVISION: torchvision.transforms.CenterCrop (OpenAI CLIP, open_clip):
+//                offset = int(round(d / 2)) with Python's round-half-to-even, d = size - crop >= 0
+//                (d = 1 -> 0, 3 -> 2, 5 -> 2, 7 -> 4); a too-small image is padded with floor(-d/2)
+//                zeros before it.
+//   HF:          transformers' image_transforms.center_crop (CLIPImageProcessor, PIL backend):
+//                offset = d // 2 (floor: 1 -> 0, 3 -> 1, 5 -> 2); padding before = ceil(-d/2).
+//                (transformers >= 5's default torchvision-backend processor floors the offset too, but
+//                pads like torchvision; padding never happens in CLIP preprocessing.)
+enum class CropRounding { TORCHVISION, HF };
+
+// Source index of output index 0 along one dimension: output[i] = input[i + offset]; negative when the
+// crop is larger than the image (that many zero pixels come first).
+int center_crop_offset(int size, int crop, CropRounding rounding);
+
+// A (w x h) center crop; where the window leaves the image the pixels are 0 (black), like both
+// references' zero padding.
+Image center_crop(const Image& img, int w, int h, CropRounding rounding = CropRounding::TORCHVISION);
+
+// f32 (3, H, W): (x / 255 - mean[c]) / std[c], with torchvision's float32 arithmetic
+// (ToTensor divides by 255 in f32, Normalize subtracts then divides in f32).
+Tensor to_normalized_tensor(const Image& img, const std::array<float, 3>& mean, const std::array<float, 3>& std);
+
+}  // namespace vislang
