@@ -30,7 +30,7 @@ Image resize_and_crop(const Image& img, const PreprocessConfig& cfg) {
   // The crop never exceeds the resized image (its short side is `size`), so it is a window of the
   // resize, and only that window is computed.
   int x0 = center_crop_offset(rw, cfg.size, r), y0 = center_crop_offset(rh, cfg.size, r);
-  return resize_bicubic_region(img, rw, rh, x0, y0, cfg.size, cfg.size);
+  return resize_bicubic_region(img, rw, rh, x0, y0, cfg.size, cfg.size, cfg.pass_order);
 }
 
 Tensor preprocess(const Image& img, const PreprocessConfig& cfg) {

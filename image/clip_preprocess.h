@@ -35,6 +35,9 @@ struct PreprocessConfig {
   std::array<float, 3> mean{0.48145466f, 0.4578275f, 0.40821073f};
   std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
   Mode mode = Mode::OPENAI;
+  // Pillow's resize pass order (image/resize.h): PILLOW = Pillow >= 13; HORIZONTAL_FIRST = Pillow <= 12.
+  // Only images more than ~2x taller than wide can differ (by a few levels).
+  PassOrder pass_order = PassOrder::PILLOW;
 };
 
 // (width, height) the shorter side is resized to: short -> size, long -> int(size * long / short).

@@ -65,7 +65,7 @@ Weights bicubic_weights(int in_size, int out_size, int out0, int n) {
   const double inv_filterscale = 1.0 / filterscale;
   for (int i = 0; i < n; ++i) {
     int xx = out0 + i;
-    double center = 0.0 + (xx + 0.5) * scale;
+    double center = (xx + 0.5) * scale;  // in0 = 0
     int xmin = static_cast<int>(center - support + 0.5);
     if (xmin < 0) xmin = 0;
     int xmax = static_cast<int>(center + support + 0.5);
@@ -95,7 +95,68 @@ inline uint8_t clip8(int ss) {
 
 }  // namespace
 
-Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h) {
+namespace {
+
+// Horizontal pass: out(x, y) = sum_j src(first[x] - col0 + j, y) * k[x][j] for `rows` rows of `src`
+// (row stride src_w pixels), clipped to uint8.
+Image horizontal_pass(const uint8_t* src, int src_w, int rows, int col0, const Weights& wh, int out_w) {
+  Image out = Image::blank(out_w, rows);
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(rows) * out_w * wh.ksize > (1 << 18))
+  for (int y = 0; y < rows; ++y) {
+    const uint8_t* in = src + static_cast<size_t>(y) * src_w * 3;
+    uint8_t* o = &out.rgb[static_cast<size_t>(y) * out_w * 3];
+    for (int xx = 0; xx < out_w; ++xx) {
+      const int32_t* k = &wh.k[static_cast<size_t>(xx) * wh.ksize];
+      const uint8_t* p = in + static_cast<size_t>(wh.first[xx] - col0) * 3;
+      int ss0 = 1 << (kPrecisionBits - 1), ss1 = ss0, ss2 = ss0;
+      for (int x = 0; x < wh.count[xx]; ++x) {
+        ss0 += p[x * 3 + 0] * k[x];
+        ss1 += p[x * 3 + 1] * k[x];
+        ss2 += p[x * 3 + 2] * k[x];
+      }
+      o[xx * 3 + 0] = clip8(ss0);
+      o[xx * 3 + 1] = clip8(ss1);
+      o[xx * 3 + 2] = clip8(ss2);
+    }
+  }
+  return out;
+}
+
+// Vertical pass: out(x, y) = sum_j src(x + col0, first[y] - row0 + j) * k[y][j] for out_w columns
+// starting at column col0 of `src` (row stride src_w pixels; src row 0 is source row row0).
+Image vertical_pass(const uint8_t* src, int src_w, int row0, int col0, const Weights& wv, int out_w, int out_h) {
+  Image out = Image::blank(out_w, out_h);
+  const size_t in_stride = static_cast<size_t>(src_w) * 3, n = static_cast<size_t>(out_w) * 3;
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(out_h) * out_w * wv.ksize > (1 << 18))
+  for (int yy = 0; yy < out_h; ++yy) {
+    const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
+    const uint8_t* base = src + static_cast<size_t>(wv.first[yy] - row0) * in_stride + static_cast<size_t>(col0) * 3;
+    uint8_t* o = &out.rgb[static_cast<size_t>(yy) * n];
+    for (size_t xc = 0; xc < n; ++xc) {
+      int ss = 1 << (kPrecisionBits - 1);
+      for (int y = 0; y < wv.count[yy]; ++y) ss += base[static_cast<size_t>(y) * in_stride + xc] * k[y];
+      o[xc] = clip8(ss);
+    }
+  }
+  return out;
+}
+
+// Copies the window [c0, c0 + w) x [r0, r0 + h) of `img`.
+Image window(const Image& img, int c0, int r0, int w, int h) {
+  Image out = Image::blank(w, h);
+  for (int y = 0; y < h; ++y)
+    std::copy_n(img.pixel(c0, r0 + y), static_cast<size_t>(w) * 3, out.pixel(0, y));
+  return out;
+}
+
+}  // namespace
+
+bool resize_vertical_first(int in_w, int in_h, int out_w, int out_h, PassOrder order) {
+  return order == PassOrder::PILLOW && out_h < in_h &&
+         static_cast<int64_t>(in_h) - out_h > 2 * (static_cast<int64_t>(in_w) - out_w);
+}
+
+Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h, PassOrder order) {
   VL_CHECK(img.width > 0 && img.height > 0 && static_cast<size_t>(img.width) * img.height * 3 == img.rgb.size(),
            "resize_bicubic: bad input image ", img.width, " x ", img.height, " with ", img.rgb.size(), " bytes");
   VL_CHECK(out_w > 0 && out_h > 0, "resize_bicubic: output size must be positive, got ", out_w, " x ", out_h);
@@ -103,66 +164,26 @@ Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int 
            "resize_bicubic_region: window (", x0, ", ", y0, ") ", w, " x ", h, " is not inside ", out_w, " x ",
            out_h);
   const bool need_h = out_w != img.width, need_v = out_h != img.height;
-  const int in_w = img.width;
+  if (!need_h && !need_v) return window(img, x0, y0, w, h);
+  if (!need_h) return vertical_pass(img.rgb.data(), img.width, 0, x0, bicubic_weights(img.height, out_h, y0, h), w, h);
+  if (!need_v) return horizontal_pass(img.pixel(0, y0), img.width, h, 0, bicubic_weights(img.width, out_w, x0, w), w);
 
-  // Source rows the vertical pass reads (Pillow's ybox_first / ybox_last), restricted to our window.
-  Weights wv;
-  int row0 = y0, row1 = y0 + h;
-  if (need_v) {
-    wv = bicubic_weights(img.height, out_h, y0, h);
-    row0 = wv.first[0];
-    row1 = wv.first[h - 1] + wv.count[h - 1];
+  Weights wh = bicubic_weights(img.width, out_w, x0, w);
+  Weights wv = bicubic_weights(img.height, out_h, y0, h);
+  if (resize_vertical_first(img.width, img.height, out_w, out_h, order)) {
+    // Vertical over the source columns the horizontal pass reads, then horizontal.
+    int col0 = wh.first[0], col1 = wh.first[w - 1] + wh.count[w - 1];
+    Image temp = vertical_pass(img.rgb.data(), img.width, 0, col0, wv, col1 - col0, h);
+    return horizontal_pass(temp.rgb.data(), temp.width, h, col0, wh, w);
   }
-  const int trows = row1 - row0;
-
-  // Horizontal pass: rows [row0, row1) of the source -> temp (trows x w), or a plain column crop.
-  Image temp = Image::blank(w, trows);
-  if (need_h) {
-    Weights wh = bicubic_weights(in_w, out_w, x0, w);
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(trows) * w * wh.ksize > (1 << 18))
-    for (int y = 0; y < trows; ++y) {
-      const uint8_t* in = &img.rgb[static_cast<size_t>(y + row0) * in_w * 3];
-      uint8_t* out = &temp.rgb[static_cast<size_t>(y) * w * 3];
-      for (int xx = 0; xx < w; ++xx) {
-        const int32_t* k = &wh.k[static_cast<size_t>(xx) * wh.ksize];
-        const uint8_t* p = in + static_cast<size_t>(wh.first[xx]) * 3;
-        int ss0 = 1 << (kPrecisionBits - 1), ss1 = ss0, ss2 = ss0;
-        for (int x = 0; x < wh.count[xx]; ++x) {
-          ss0 += p[x * 3 + 0] * k[x];
-          ss1 += p[x * 3 + 1] * k[x];
-          ss2 += p[x * 3 + 2] * k[x];
-        }
-        out[xx * 3 + 0] = clip8(ss0);
-        out[xx * 3 + 1] = clip8(ss1);
-        out[xx * 3 + 2] = clip8(ss2);
-      }
-    }
-  } else {
-    for (int y = 0; y < trows; ++y)
-      std::copy_n(&img.rgb[(static_cast<size_t>(y + row0) * in_w + x0) * 3], static_cast<size_t>(w) * 3,
-                  &temp.rgb[static_cast<size_t>(y) * w * 3]);
-  }
-  if (!need_v) return temp;  // rows [y0, y0 + h) were taken directly
-
-  // Vertical pass over temp (row index shifted by row0).
-  Image out = Image::blank(w, h);
-  const size_t stride = static_cast<size_t>(w) * 3;
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(h) * w * wv.ksize > (1 << 18))
-  for (int yy = 0; yy < h; ++yy) {
-    const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
-    const uint8_t* base = &temp.rgb[static_cast<size_t>(wv.first[yy] - row0) * stride];
-    uint8_t* o = &out.rgb[static_cast<size_t>(yy) * stride];
-    for (size_t xc = 0; xc < stride; ++xc) {
-      int ss = 1 << (kPrecisionBits - 1);
-      for (int y = 0; y < wv.count[yy]; ++y) ss += base[static_cast<size_t>(y) * stride + xc] * k[y];
-      o[xc] = clip8(ss);
-    }
-  }
-  return out;
+  // Horizontal over the source rows the vertical pass reads (Pillow's ybox_first..ybox_last), then vertical.
+  int row0 = wv.first[0], row1 = wv.first[h - 1] + wv.count[h - 1];
+  Image temp = horizontal_pass(img.pixel(0, row0), img.width, row1 - row0, 0, wh, w);
+  return vertical_pass(temp.rgb.data(), temp.width, row0, 0, wv, w, h);
 }
 
-Image resize_bicubic(const Image& img, int out_w, int out_h) {
-  return resize_bicubic_region(img, out_w, out_h, 0, 0, out_w, out_h);
+Image resize_bicubic(const Image& img, int out_w, int out_h, PassOrder order) {
+  return resize_bicubic_region(img, out_w, out_h, 0, 0, out_w, out_h, order);
 }
 
 int center_crop_offset(int size, int crop, CropRounding rounding) {

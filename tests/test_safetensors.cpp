@@ -455,6 +455,48 @@ TEST_CASE("get and info of a missing tensor name the tensor and the file") {
   CHECK_THROWS_WITH_AS(f.info("nope"), doctest::Contains("'nope'"), Error);
 }
 
+TEST_CASE("random corruptions of a valid file either open cleanly or throw vislang::Error") {
+  TempDir tmp;
+  std::string good = read_all(fixture("python_written.safetensors"));
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(good[i]);
+  std::mt19937_64 rng(1234);
+  const char kJsonish[] = "{}[],:\"0123456789-.eE \\u";
+  int opened = 0, rejected = 0;
+  for (int iter = 0; iter < 1500; ++iter) {
+    std::string b = good;
+    int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      size_t pos = rng() % (8 + n);  // the length field and the header
+      switch (rng() % 4) {
+        case 0: b[pos] = static_cast<char>(rng() & 0xff); break;
+        case 1: b[pos] = kJsonish[rng() % (sizeof(kJsonish) - 1)]; break;
+        case 2: b.erase(pos, 1 + rng() % 4); break;
+        default: b.insert(pos, 1, kJsonish[rng() % (sizeof(kJsonish) - 1)]); break;
+      }
+    }
+    if (rng() % 8 == 0) b.resize(rng() % b.size());  // truncated file
+    std::string p = tmp.write("fuzz.st", b);
+    try {
+      SafeTensorsFile f = SafeTensorsFile::open(p);
+      for (const std::string& name : f.names()) {
+        const TensorInfo& ti = f.info(name);
+        REQUIRE(ti.end <= b.size());
+        if (ti.supported) {
+          Tensor t = f.get(name);
+          REQUIRE(t.nbytes() == ti.end - ti.begin);
+        }
+      }
+      ++opened;
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find(p) != std::string::npos);
+      ++rejected;
+    }
+  }
+  CHECK(rejected > 0);
+  CHECK(opened + rejected == 1500);
+}
+
 // ---- WeightScope -------------------------------------------------------------------------------------
 TEST_CASE("WeightScope: full paths, shape and dtype checks, unexpected tensors") {
   TempDir tmp;

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -140,17 +141,18 @@ const ClipTokenizer& tokenizer(ClipFlavor flavor) {
   return flavor == ClipFlavor::kOpenAI ? openai : openclip;
 }
 
-#define SKIP_WITHOUT_SHARED()                                                      \
-  do {                                                                             \
-    if (bpe_path().empty()) {                                                      \
-      MESSAGE("SKIPPED " << doctest::getContextOptions()->currentTest->m_name      \
-              << ": ../shared not found");                                         \
-      return;                                                                      \
-    }                                                                              \
+// Tests that need the real BPE file return early, with a note, when ../shared is absent.
+#define SKIP_WITHOUT_SHARED()                                                              \
+  do {                                                                                     \
+    if (bpe_path().empty()) {                                                              \
+      MESSAGE("SKIPPED " << std::string(doctest::getContextOptions()->currentTest->m_name) \
+                         << ": ../shared not found");                                      \
+      return;                                                                              \
+    }                                                                                      \
   } while (0)
 
-// Compares a flavor's encode() with one reference variant over the whole corpus. Returns the number
-// of mismatches; prints the first 10 with the text and both id lists when `report` is set.
+// Encodes the whole corpus (timed) and compares with one reference variant: the number of
+// mismatches, per category, and the first 10 with the text and both id lists.
 struct CorpusRun {
   size_t mismatches = 0;
   std::map<std::string, std::pair<size_t, size_t>> by_category;  // category -> (mismatches, total)

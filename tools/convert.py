@@ -362,6 +362,12 @@ def make_config(name, projection_dim, vision, text, preprocess):
          "layers": text["layers"], "heads": text["heads"], "mlp_dim": text["mlp_dim"],
          "act": text.get("act", "quick_gelu"), "eps": text.get("eps", 1e-5),
          "pool_argmax": text.get("pool_argmax", True), "eos_token_id": text.get("eos_token_id", 49407)}
+    for what, width, heads in (("vision", v["width"] * (32 if v["type"] == "resnet" else 1), v["heads"]),
+                               ("text", t["width"], t["heads"])):
+        if heads < 1 or width % heads:
+            fail(f"{what} width {width} is not divisible by {heads} heads (check --{what}-heads / the config)")
+    if v["type"] == "vit" and v["image_size"] % v["patch_size"]:
+        fail(f"vision image_size {v['image_size']} is not a multiple of patch_size {v['patch_size']}")
     return {"model_type": "clip", "name": name, "projection_dim": projection_dim, "vision": v, "text": t,
             "preprocess": preprocess}
 
@@ -715,7 +721,7 @@ def convert(src_path, dst_path, dtype=None, act=None, name=None, text_heads=None
     exp = expected_shapes(cfg)
     for k in sorted(exp):
         if k not in out:
-            fail(src_path, ": tensor for '", k, "' (shape ", tuple(exp[k]), ") is missing", _missing_hint(k))
+            fail(src_path, ": tensor '", k, "'", _missing_hint(k, src.fmt), " with shape ", tuple(exp[k]), " is missing")
     for k in sorted(out):
         if k not in exp:
             fail(src_path, ": tensor '", origin[k], "' (-> '", k, "') is not part of the model the config describes")
@@ -743,12 +749,30 @@ def convert(src_path, dst_path, dtype=None, act=None, name=None, text_heads=None
     return cfg
 
 
-def _missing_hint(k):
-    for src_k, dst_k in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm"), ("ln_final", "final_layer_norm"),
-                         ("attn.in_proj_weight", "self_attn.q_proj.weight"), ("attn.in_proj_bias", "self_attn.q_proj.bias")):
-        if dst_k in k:
-            return f" (from the source's '{src_k}' tensor)"
-    return ""
+_REVERSE = [  # vislang name pattern -> OpenAI name, for error messages about missing tensors
+    (r"^text_model\.encoder\.layers\.(\d+)\.", r"transformer.resblocks.\1."),
+    (r"^vision_model\.encoder\.layers\.(\d+)\.", r"visual.transformer.resblocks.\1."),
+    (r"layer_norm1", "ln_1"), (r"layer_norm2", "ln_2"), (r"mlp\.fc1", "mlp.c_fc"), (r"mlp\.fc2", "mlp.c_proj"),
+    (r"self_attn\.out_proj", "attn.out_proj"), (r"self_attn\.[qkv]_proj\.weight", "attn.in_proj_weight"),
+    (r"self_attn\.[qkv]_proj\.bias", "attn.in_proj_bias"),
+    (r"^text_model\.embeddings\.token_embedding\.weight$", "token_embedding.weight"),
+    (r"^text_model\.embeddings\.position_embedding\.weight$", "positional_embedding"),
+    (r"^text_model\.final_layer_norm", "ln_final"), (r"^text_projection\.weight$", "text_projection"),
+    (r"^vision_model\.embeddings\.class_embedding$", "visual.class_embedding"),
+    (r"^vision_model\.embeddings\.patch_embedding\.weight$", "visual.conv1.weight"),
+    (r"^vision_model\.embeddings\.position_embedding\.weight$", "visual.positional_embedding"),
+    (r"^vision_model\.pre_layrnorm", "visual.ln_pre"), (r"^vision_model\.post_layernorm", "visual.ln_post"),
+    (r"^visual_projection\.weight$", "visual.proj"),
+]
+
+
+def _missing_hint(k, fmt):
+    if fmt == "hf" or k.startswith("visual."):
+        return ""
+    src = k
+    for pat, rep in _REVERSE:
+        src = re.sub(pat, rep, src)
+    return f" (source tensor '{src}')" if src != k else ""
 
 
 def _shape_summary(cfg):

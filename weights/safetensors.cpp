@@ -102,6 +102,8 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
   // Private copy-on-write mapping of a read-only descriptor: the file can never be modified, and a
   // stray write into a loaded tensor changes only this process's copy of the page instead of crashing.
   void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  // Strict overcommit (vm.overcommit_memory=2) may refuse to reserve the copy-on-write pages.
+  if (base == MAP_FAILED && errno == ENOMEM) base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   int map_errno = errno;
   ::close(fd);
   if (base == MAP_FAILED) fail(path, str("mmap failed: ", std::strerror(map_errno)));

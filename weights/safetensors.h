@@ -9,11 +9,13 @@
 // "__metadata__": {"key": "value"}}, then the data section; offsets are relative to its start.
 // Validation follows the reference Rust implementation (safetensors crate, used by the python
 // package): the tensors, sorted by offset, must tile the data section exactly — no holes, no
-// overlaps, no trailing bytes — and each byte range must equal numel * element size. Three rules are
-// stricter than the reference, since no official writer produces such files: duplicate JSON keys,
-// ranges whose offset is not a multiple of the element size, and begin > end are errors.
+// overlaps, no trailing bytes — and each byte range must equal numel * element size. Two rules are
+// stricter than the reference, which accepts such files although no official writer produces them:
+// a JSON key given twice (the reference keeps the last) and a range whose offset is not a multiple
+// of its element size are errors. Sub-byte dtypes (F4, F6_*) are rejected as unsupported.
 // Tensors returned by get() are zero-copy views of a private copy-on-write mapping: the file is
-// opened read-only and never modified, and writing into a returned tensor stays in this process.
+// opened read-only and never modified, and writing into a returned tensor stays in this process
+// (if the kernel refuses a writable private mapping, the mapping is read-only instead).
 #pragma once
 #include <map>
 #include <memory>

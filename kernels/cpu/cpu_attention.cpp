@@ -1,20 +1,19 @@
 // kernels/cpu/cpu_attention.cpp — Op::ATTENTION on the CPU: blocked attention with a streaming
 // ("online", flash-attention style) softmax, so the (Tq, Tk) score matrix is never materialized.
 //
-// One parallel task per (batch, head, block of kBlockQ queries). The task walks the keys in blocks of
-// kBlockK: S = Q Kᵀ for the block (Eigen GEMM on f32 tiles), then per query row: scale, additive
-// mask, causal rule and key padding; the running max m and denominator l are updated, the output
-// accumulator rescaled by e^(m_old - m_new), and O += P V (Eigen). At the end O / l is written; a row
-// whose keys are all masked (l = 0) writes zeros. Key blocks past the causal limit of the whole query
-// block are skipped. f32 q / k / v with unit last stride are read in place (strided rows), anything
-// else (f16, bf16, other strides) is converted into per-thread f32 tiles.
-// GCC 12 reports its own AVX-512 intrinsic headers as using uninitialized values (GCC bug 105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <Eigen/Core>
-#pragma GCC diagnostic pop
+// One parallel task per (batch, head, block of up to kBlockQ queries). The task transposes its
+// queries once into Qᵀ (D, kBlockQ) and walks the keys in blocks of kBlockK:
+//   Sᵀ (keys, queries) = K Qᵀ        (K rows read in place when f32, else converted)
+//   scale, additive mask, causal rule, key padding (a padded key is a whole row of Sᵀ)
+//   per query: running max m and denominator l updated, P = e^(S - m), O rescaled by e^(m_old - m)
+//   O (queries, Dv) += P V
+// and finally writes O / l, or zeros for a query whose keys are all masked (l = 0). Key blocks past
+// the causal limit of the block's last query are skipped. Laying the scores out as Sᵀ makes every
+// step vectorize along the queries of the block and needs no per-block transpose of K.
+// Both products run on tile_kernel: R rows × NC (<= 64) columns accumulated in registers (plain
+// loops; GCC keeps `acc` in zmm registers) while it streams the right-hand side along rows.
 #include <cmath>
+#include <cstring>
 
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/cpu_math.h"
@@ -24,23 +23,70 @@ namespace {
 
 constexpr int64_t kBlockQ = 64, kBlockK = 64;
 
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstTile = Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>>;
-using Tile = Eigen::Map<RowMajor, 0, Eigen::OuterStride<>>;
+// C (R, NC) += A (R, K) @ B (K, NC): A(r, k) at A[r*a_rs + k*a_cs], B(k, j) at B[k*ldb + j], C row-major
+// with row stride ldc. The R × NC accumulator stays in registers for the whole K loop.
+template <int R, int NC>
+void tile_kernel(int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb, float* C,
+                 int64_t ldc) {
+  float acc[R][NC];
+  for (int r = 0; r < R; ++r)
+#pragma omp simd
+    for (int j = 0; j < NC; ++j) acc[r][j] = C[r * ldc + j];
+  for (int64_t k = 0; k < K; ++k) {
+    float a[R];
+    for (int r = 0; r < R; ++r) a[r] = A[r * a_rs + k * a_cs];
+    const float* b = B + k * ldb;
+#pragma omp simd
+    for (int j = 0; j < NC; ++j) {
+      const float bj = b[j];  // one load of B serves all R rows
+      for (int r = 0; r < R; ++r) acc[r][j] += a[r] * bj;
+    }
+  }
+  for (int r = 0; r < R; ++r)
+#pragma omp simd
+    for (int j = 0; j < NC; ++j) C[r * ldc + j] = acc[r][j];
+}
 
-// Rows [r0, r0 + n) of t[b, h] (a (T, cols) matrix of the 4-d tensor t) as an f32 tile: in place
-// when possible (sets ld to the row stride), else converted into buf (ld = cols).
-const float* rows_f32(const Tensor& t, int64_t b, int64_t h, int64_t r0, int64_t n, float* buf, int64_t& ld) {
+template <int R>
+void tile_rows(int64_t width, int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
+               float* C, int64_t ldc) {
+  switch (width) {
+    case 64: return tile_kernel<R, 64>(K, A, a_rs, a_cs, B, ldb, C, ldc);
+    case 48: return tile_kernel<R, 48>(K, A, a_rs, a_cs, B, ldb, C, ldc);
+    case 32: return tile_kernel<R, 32>(K, A, a_rs, a_cs, B, ldb, C, ldc);
+    default: return tile_kernel<R, 16>(K, A, a_rs, a_cs, B, ldb, C, ldc);
+  }
+}
+
+// C (M, N) += A (M, K) @ B (K, N) for the small blocks here; N a multiple of 16.
+void small_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B,
+                int64_t ldb, float* C, int64_t ldc) {
+  for (int64_t c0 = 0; c0 < N; c0 += 64) {
+    const int64_t w = std::min<int64_t>(64, N - c0);
+    int64_t r = 0;
+    for (; r + 4 <= M; r += 4) tile_rows<4>(w, K, A + r * a_rs, a_rs, a_cs, B + c0, ldb, C + r * ldc + c0, ldc);
+    for (; r < M; ++r) tile_rows<1>(w, K, A + r * a_rs, a_rs, a_cs, B + c0, ldb, C + r * ldc + c0, ldc);
+  }
+}
+
+// Rows [r0, r0 + n) of t[b, h] (a (T, cols) matrix of the 4-d tensor t) as f32 rows `ld` floats
+// apart: in place when t is f32 with unit column stride and cols == pad, else converted into buf
+// with ld = pad (columns beyond cols zeroed).
+const float* rows_f32(const Tensor& t, int64_t b, int64_t h, int64_t r0, int64_t n, float* buf, int64_t pad,
+                      int64_t& ld) {
   const int64_t cols = t.size(3);
   const int64_t base = b * t.stride(0) + h * t.stride(1) + r0 * t.stride(2);
-  if (t.dtype() == DType::F32 && t.stride(3) == 1 && t.stride(2) >= cols) {
+  if (t.dtype() == DType::F32 && t.stride(3) == 1 && cols == pad) {
     ld = t.stride(2);
     return t.data<const float>() + base;
   }
   const char* p = byte_ptr(t);
   const int64_t es = esize(t);
-  for (int64_t r = 0; r < n; ++r) load_f32(buf + r * cols, p + (base + r * t.stride(2)) * es, t.dtype(), cols, t.stride(3));
-  ld = cols;
+  for (int64_t r = 0; r < n; ++r) {
+    load_f32(buf + r * pad, p + (base + r * t.stride(2)) * es, t.dtype(), cols, t.stride(3));
+    std::fill(buf + r * pad + cols, buf + (r + 1) * pad, 0.0f);
+  }
+  ld = pad;
   return buf;
 }
 
@@ -60,11 +106,14 @@ void attention_kernel(OpCall& c) {
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3);
   const int64_t Tk = k.size(2), Dv = v.size(3);
   if (out.numel() == 0) return;
+  const int64_t Dvp = (Dv + 15) / 16 * 16;  // output tile width, padded to whole vectors
   const int64_t q_blocks = (Tq + kBlockQ - 1) / kBlockQ;
   const int64_t tasks = B * H * q_blocks;
   const uint8_t* kpm = key_padding.defined() ? key_padding.data<const uint8_t>() : nullptr;
   const char* pmask = mask.defined() ? byte_ptr(mask) : nullptr;
   const int64_t emask = mask.defined() ? esize(mask) : 0;
+  const char* pq = byte_ptr(q);
+  const int64_t eq = esize(q);
   char* po = byte_ptr(out);
   const int64_t eo = esize(out);
   const double work = static_cast<double>(B * H) * Tq * Tk * (D + Dv);
@@ -73,20 +122,28 @@ void attention_kernel(OpCall& c) {
   for (int64_t task = 0; task < tasks; ++task) {
     const int64_t bh = task / q_blocks, b = bh / H, h = bh % H;
     const int64_t i0 = (task % q_blocks) * kBlockQ, bq = std::min(kBlockQ, Tq - i0);
-    float* qbuf = scratch(0, static_cast<size_t>(kBlockQ * D));
+    const int64_t bqp = (bq + 15) / 16 * 16;  // query columns of Qᵀ / Sᵀ, padded to whole vectors
+    float* qt = scratch(0, static_cast<size_t>(D * kBlockQ + D));  // Qᵀ (D, kBlockQ), + one q row
     float* kbuf = scratch(1, static_cast<size_t>(kBlockK * D));
-    float* vbuf = scratch(2, static_cast<size_t>(kBlockK * Dv));
-    float* acc = scratch(3, static_cast<size_t>(kBlockQ * Dv));  // O, unnormalized
-    float* sbuf = scratch(4, static_cast<size_t>(kBlockQ * kBlockK));
-    float* mrow = scratch(5, static_cast<size_t>(kBlockK));  // one row of the additive mask
-    float m[kBlockQ], l[kBlockQ];
-    std::fill(m, m + bq, -kInf);
-    std::fill(l, l + bq, 0.0f);
-    std::fill(acc, acc + bq * Dv, 0.0f);
-    int64_t ldq;
-    const float* qt = rows_f32(q, b, h, i0, bq, qbuf, ldq);
-    const ConstTile Q(qt, bq, D, Eigen::OuterStride<>(ldq));
-    Tile O(acc, bq, Dv, Eigen::OuterStride<>(Dv));
+    float* vbuf = scratch(2, static_cast<size_t>(kBlockK * Dvp));
+    float* acc = scratch(3, static_cast<size_t>(kBlockQ * Dvp));  // O (bq, Dvp), unnormalized
+    float* st = scratch(4, static_cast<size_t>(kBlockK * kBlockQ));  // Sᵀ, then Pᵀ (bk, kBlockQ)
+    float* mrow = scratch(5, static_cast<size_t>(kBlockQ));          // mask[i0 : i0 + bq, j]
+    float m[kBlockQ], l[kBlockQ], m_new[kBlockQ], sub[kBlockQ], corr[kBlockQ], colsum[kBlockQ];
+    std::fill(m, m + kBlockQ, -kInf);
+    std::fill(l, l + kBlockQ, 0.0f);
+    std::fill(acc, acc + bq * Dvp, 0.0f);
+
+    // Qᵀ: column r = query i0 + r (zero beyond bq).
+    float* qrow = qt + D * kBlockQ;
+    if (bq < bqp) std::fill(qt, qt + D * kBlockQ, 0.0f);
+    for (int64_t r = 0; r < bq; ++r) {
+      const int64_t off = b * q.stride(0) + h * q.stride(1) + (i0 + r) * q.stride(2);
+      const float* src = qrow;
+      if (q.dtype() == DType::F32 && q.stride(3) == 1) src = q.data<const float>() + off;
+      else load_f32(qrow, pq + off * eq, q.dtype(), D, q.stride(3));
+      for (int64_t d = 0; d < D; ++d) qt[d * kBlockQ + r] = src[d];
+    }
 
     // Keys beyond the causal limit of the block's last query are never seen by any of its rows.
     const int64_t shift = Tk - Tq;  // query i sees keys j <= i + shift
@@ -94,62 +151,80 @@ void attention_kernel(OpCall& c) {
     for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
       const int64_t bk = std::min(kBlockK, key_end - j0);
       int64_t ldk, ldv;
-      const float* kt = rows_f32(k, b, h, j0, bk, kbuf, ldk);
-      const float* vt = rows_f32(v, b, h, j0, bk, vbuf, ldv);
-      Tile S(sbuf, bq, bk, Eigen::OuterStride<>(kBlockK));
-      S.noalias() = Q * ConstTile(kt, bk, D, Eigen::OuterStride<>(ldk)).transpose();
+      const float* kr = rows_f32(k, b, h, j0, bk, kbuf, D, ldk);
+      const float* vr = rows_f32(v, b, h, j0, bk, vbuf, Dvp, ldv);
 
-      for (int64_t r = 0; r < bq; ++r) {
-        const int64_t i = i0 + r;
-        float* s = sbuf + r * kBlockK;
-        if (pmask) {
-          load_f32(mrow, pmask + (b * mask.stride(0) + h * mask.stride(1) + i * mask.stride(2) + j0 * mask.stride(3)) * emask,
-                   mask.dtype(), bk, mask.stride(3));
-#pragma omp simd
-          for (int64_t jj = 0; jj < bk; ++jj) s[jj] = s[jj] * scale + mrow[jj];
-        } else {
-#pragma omp simd
-          for (int64_t jj = 0; jj < bk; ++jj) s[jj] *= scale;
-        }
-        if (causal)  // keys j > i + shift are masked
-          for (int64_t jj = std::max<int64_t>(0, i + shift + 1 - j0); jj < bk; ++jj) s[jj] = -kInf;
-        if (kpm) {
-          const uint8_t* pad = kpm + b * Tk + j0;
-#pragma omp simd
-          for (int64_t jj = 0; jj < bk; ++jj) s[jj] = pad[jj] ? -kInf : s[jj];
-        }
-        float block_max = -kInf;
-#pragma omp simd reduction(max : block_max)
-        for (int64_t jj = 0; jj < bk; ++jj) block_max = s[jj] > block_max ? s[jj] : block_max;
-        const float m_new = std::max(m[r], block_max);
-        if (m_new == -kInf) {  // every key so far masked: this block adds nothing to the row
-          std::fill(s, s + bk, 0.0f);
+      // Sᵀ (bk, bqp) = K (bk, D) Qᵀ (D, bqp)
+      for (int64_t jj = 0; jj < bk; ++jj) std::fill(st + jj * kBlockQ, st + jj * kBlockQ + bqp, 0.0f);
+      small_gemm(bk, bqp, D, kr, ldk, 1, qt, kBlockQ, st, kBlockQ);
+
+      // Scale and masks, one key (a row of Sᵀ) at a time.
+      for (int64_t jj = 0; jj < bk; ++jj) {
+        const int64_t j = j0 + jj;
+        float* s = st + jj * kBlockQ;
+        if (kpm && kpm[b * Tk + j]) {  // padded key: masked for every query
+          std::fill(s, s + bq, -kInf);
           continue;
         }
-        const float correction = exp_f(m[r] - m_new);  // 0 when m[r] = -inf
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t jj = 0; jj < bk; ++jj) {
-          s[jj] = exp_f(s[jj] - m_new);  // masked (-inf) -> 0
-          sum += s[jj];
-        }
-        l[r] = l[r] * correction + sum;
-        m[r] = m_new;
-        if (correction != 1.0f) {
-          float* o = acc + r * Dv;
+        if (pmask) {
+          load_f32(mrow, pmask + (b * mask.stride(0) + h * mask.stride(1) + i0 * mask.stride(2) + j * mask.stride(3)) * emask,
+                   mask.dtype(), bq, mask.stride(2));
 #pragma omp simd
-          for (int64_t e = 0; e < Dv; ++e) o[e] *= correction;
+          for (int64_t r = 0; r < bq; ++r) s[r] = s[r] * scale + mrow[r];
+        } else {
+#pragma omp simd
+          for (int64_t r = 0; r < bq; ++r) s[r] *= scale;
+        }
+        if (causal)  // query i0 + r sees key j only when j <= i0 + r + shift
+          std::fill(s, s + std::min(bq, std::max<int64_t>(0, j - shift - i0)), -kInf);
+      }
+
+      // Online softmax, vectorized across the block's queries: m_new = running max including this
+      // block; P = e^(S - m_new); l and O are rescaled by e^(m - m_new).
+      for (int64_t r = 0; r < bq; ++r) m_new[r] = m[r];
+      for (int64_t jj = 0; jj < bk; ++jj) {
+        const float* s = st + jj * kBlockQ;
+#pragma omp simd
+        for (int64_t r = 0; r < bq; ++r) m_new[r] = s[r] > m_new[r] ? s[r] : m_new[r];
+      }
+#pragma omp simd
+      for (int64_t r = 0; r < bq; ++r) {
+        // A query with every key so far masked has m_new = -inf: its scores are all -inf, P = 0.
+        const bool none = m_new[r] == -kInf;
+        corr[r] = none ? 1.0f : exp_f(m[r] - m_new[r]);  // 0 when m = -inf
+        sub[r] = none ? 0.0f : m_new[r];
+        colsum[r] = 0.0f;
+      }
+      for (int64_t jj = 0; jj < bk; ++jj) {
+        float* s = st + jj * kBlockQ;
+#pragma omp simd
+        for (int64_t r = 0; r < bq; ++r) {
+          s[r] = exp_f(s[r] - sub[r]);  // masked (-inf) -> 0
+          colsum[r] += s[r];
         }
       }
-      O.noalias() += Tile(sbuf, bq, bk, Eigen::OuterStride<>(kBlockK)) * ConstTile(vt, bk, Dv, Eigen::OuterStride<>(ldv));
+      for (int64_t r = 0; r < bq; ++r) {
+        l[r] = l[r] * corr[r] + colsum[r];
+        m[r] = m_new[r];
+        if (corr[r] != 1.0f) {
+          float* o = acc + r * Dvp;
+          const float cr = corr[r];
+#pragma omp simd
+          for (int64_t e = 0; e < Dvp; ++e) o[e] *= cr;
+        }
+      }
+      // O (bq, Dvp) += P (bq, bk) V (bk, Dvp), with P(r, jj) = Pᵀ[jj][r]
+      small_gemm(bq, Dvp, bk, st, 1, kBlockQ, vr, ldv, acc, Dvp);
     }
 
     for (int64_t r = 0; r < bq; ++r) {
-      float* o = acc + r * Dv;
+      float* o = acc + r * Dvp;
       const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // all keys masked -> zeros
+      const int64_t row = (bh * Tq + i0 + r) * Dv;
+      float* y = out.dtype() == DType::F32 ? out.data<float>() + row : o;
 #pragma omp simd
-      for (int64_t e = 0; e < Dv; ++e) o[e] *= inv;
-      store_f32(po + ((bh * Tq) + i0 + r) * Dv * eo, out.dtype(), o, Dv);
+      for (int64_t e = 0; e < Dv; ++e) y[e] = o[e] * inv;
+      if (y == o) store_f32(po + row * eo, out.dtype(), o, Dv);
     }
   }
 }

@@ -36,26 +36,27 @@ double sum_sq_row(const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
   return s;
 }
-bool any_nan(const float* x, int64_t n) {
-  bool nan = false;
-#pragma omp simd reduction(| : nan)
-  for (int64_t i = 0; i < n; ++i) nan = nan | (x[i] != x[i]);
-  return nan;
-}
-// torch.max / min of a row: NaN if any element is NaN; -inf / +inf for an empty row.
+// torch.max / min of a row: NaN if any element is NaN; -inf / +inf for an empty row. One pass: the
+// plain max / min reduction vectorizes, NaN is tracked beside it.
 float max_row(const float* x, int64_t n) {
-  if (any_nan(x, n)) return kNaN;
   float m = -kInf;
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
+  int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] > m ? x[i] : m;
+    nan |= x[i] != x[i];
+  }
+  return nan ? kNaN : m;
 }
 float min_row(const float* x, int64_t n) {
-  if (any_nan(x, n)) return kNaN;
   float m = kInf;
-#pragma omp simd reduction(min : m)
-  for (int64_t i = 0; i < n; ++i) m = x[i] < m ? x[i] : m;
-  return m;
+  int nan = 0;
+#pragma omp simd reduction(min : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] < m ? x[i] : m;
+    nan |= x[i] != x[i];
+  }
+  return nan ? kNaN : m;
 }
 
 float reduce_row(ReduceKind k, const float* x, int64_t n) {
@@ -70,11 +71,11 @@ float reduce_row(ReduceKind k, const float* x, int64_t n) {
 
 // First index of the maximum; NaN counts as the maximum (the first NaN wins).
 int64_t argmax_row(const float* x, int64_t n) {
-  if (any_nan(x, n)) {
+  const float m = max_row(x, n);  // then the first element equal to it (or the first NaN)
+  if (m != m) {
     for (int64_t i = 0; i < n; ++i)
       if (x[i] != x[i]) return i;
   }
-  const float m = max_row(x, n);
   for (int64_t i = 0; i < n; ++i)
     if (x[i] == m) return i;
   return 0;

@@ -231,7 +231,21 @@ struct Avx512Isa {
       }
       return;
     }
-    if (cs == 1) {  // row-major A: transpose MR rows through L1-sized chunks of 64 k
+    if (cs == 1 && MR == 8) {  // row-major A, 8 rows: 8×8 register transposes
+      const float* row[8];
+      for (int i = 0; i < 8; ++i) row[i] = src + std::min(i, mv - 1) * rs;  // rows >= mv: zeroed below
+      int64_t k = 0;
+      for (; k + 8 <= kc; k += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) r[i] = i < mv ? _mm256_loadu_ps(row[i] + k) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int i = 0; i < 8; ++i) _mm256_store_ps(dst + (k + i) * 8, r[i]);
+      }
+      for (; k < kc; ++k)
+        for (int i = 0; i < 8; ++i) dst[k * 8 + i] = i < mv ? row[i][k] : 0.f;
+      return;
+    }
+    if (cs == 1) {  // row-major A, other MR: row by row through L1-sized chunks of 64 k
       for (int64_t k0 = 0; k0 < kc; k0 += 64) {
         const int64_t kn = std::min<int64_t>(64, kc - k0);
         for (int i = 0; i < MR; ++i) {
@@ -261,16 +275,35 @@ struct Avx512Isa {
       return;
     }
     if (rs == 1) {  // B = Wᵀ with W (N, K) row-major (nn.Linear): 16×16 register transposes
-      int64_t k0 = 0;
-      for (; k0 + 16 <= kc; k0 += 16)
-        for (int j = 0; j < NV; ++j) transpose16(dst + k0 * NR + 16 * j, NR, src + k0 + 16 * j * cs, cs,
-                                                 std::max(0, std::min(16, nv - 16 * j)));
-      for (; k0 < kc; ++k0)
-        for (int j = 0; j < NR; ++j) dst[k0 * NR + j] = j < nv ? src[k0 + j * cs] : 0.f;
+      const int64_t kfull = kc / 16 * 16;
+      for (int j = 0; j < NV; ++j)  // 16 source rows at a time: 16 sequential read streams
+        for (int64_t k0 = 0; k0 < kfull; k0 += 16)
+          transpose16(dst + k0 * NR + 16 * j, NR, src + k0 + 16 * j * cs, cs, std::max(0, std::min(16, nv - 16 * j)));
+      for (int64_t k = kfull; k < kc; ++k)
+        for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nv ? src[k + j * cs] : 0.f;
       return;
     }
     for (int64_t k = 0; k < kc; ++k)
       for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nv ? src[k * rs + j * cs] : 0.f;
+  }
+
+  // In-register transpose of 8 rows of 8: r[i][j] <- r[j][i].
+  static void transpose8(__m256 (&r)[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i + 0] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+      r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
   }
 
   // dst[k*ldd + r] = src[r*lds + k] for k, r < 16; rows r >= rows are zero.

@@ -141,7 +141,9 @@ struct UnaryIntF {
     T r = x;
     switch (kind) {
       case int(UnaryKind::NEG): r = static_cast<T>(-x); break;
-      case int(UnaryKind::ABS): r = x < T(0) ? static_cast<T>(-x) : x; break;
+      case int(UnaryKind::ABS):
+        if constexpr (std::is_signed<T>::value) r = x < T(0) ? static_cast<T>(-x) : x;
+        break;
       case int(UnaryKind::RELU): r = x > T(0) ? x : T(0); break;
       case int(UnaryKind::SQUARE): r = static_cast<T>(x * x); break;
       default: break;

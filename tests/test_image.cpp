@@ -1,0 +1,435 @@
+// tests/test_image.cpp — image decoding, PIL-exact bicubic resize, center crop and CLIP preprocessing
+// against golden files written by tools/reference/make_image_fixtures.py (PIL, torchvision,
+// transformers, open_clip).
+//
+// Data flow: image file → load_image (image/image.h) → resize + center crop (image/resize.h) →
+// to_normalized_tensor / preprocess (image/clip_preprocess.h). Fixtures: tests/fixtures/image/
+// (manifest.json + generated inputs + PIL outputs) and the shared photos in ../shared/data/images.
+//
+// Bounds (per pixel, uint8, before normalization): <= 1 level (1/255) against PIL everywhere; we expect
+// and print 0. Exception: a build without libjpeg decodes JPEG with stb_image, which differs from
+// libjpeg-turbo (measured 2 levels after resize on rocket.jpg, 3 raw; up to ~100 raw on 4:2:2 chroma),
+// so JPEG inputs then get a bound of 3 levels after resize and their exact-decode checks are skipped
+// with a message. Normalized tensors: |diff| <= 1e-5 + L / 255 / std[c], L the pixel bound above.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "image/clip_preprocess.h"
+#include "tests/test_util.h"
+
+using namespace vislang;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Must match FORMAT_VERSION in tools/reference/make_image_fixtures.py.
+const int kFormatVersion = 1;
+const std::string kRegenerate = "re-run `python3 tools/reference/make_image_fixtures.py` (needs Pillow, torch, "
+                                "torchvision, transformers, open_clip)";
+
+std::string fixture_dir() { return std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/image"; }
+
+const json& manifest() {
+  static json m;
+  static bool loaded = false;
+  if (!loaded) {
+    std::ifstream f(fixture_dir() + "/manifest.json");
+    REQUIRE_MESSAGE(f.good(), str("cannot read ", fixture_dir(), "/manifest.json; ", kRegenerate));
+    m = json::parse(f);
+    loaded = true;
+  }
+  int v = m.value("format_version", -1);
+  REQUIRE_MESSAGE(v == kFormatVersion, str("image fixtures have format_version ", v, " but this test expects ",
+                                           kFormatVersion, "; ", kRegenerate));
+  return m;
+}
+
+// "shared:images/x.jpg" -> <shared>/data/images/x.jpg ("" when ../shared is absent); else fixture-relative.
+std::string resolve(const std::string& p) {
+  if (p.rfind("shared:", 0) == 0) {
+    std::string s = test::shared_dir();
+    return s.empty() ? std::string() : s + "/data/" + p.substr(7);
+  }
+  return fixture_dir() + "/" + p;
+}
+
+bool skip_if_no_shared(const char* what) {
+  if (!test::shared_dir().empty()) return false;
+  MESSAGE("SKIPPED ", what, " on the shared photos: ../shared not found (set VISLANG_SHARED_DIR)");
+  return true;
+}
+
+uint32_t crc_of(const Image& im) {
+  return static_cast<uint32_t>(crc32(0L, im.rgb.data(), static_cast<uInt>(im.rgb.size())));
+}
+
+int max_abs_diff(const Image& a, const Image& b) {
+  REQUIRE(a.width == b.width);
+  REQUIRE(a.height == b.height);
+  int worst = 0;
+  for (size_t i = 0; i < a.rgb.size(); ++i) worst = std::max(worst, std::abs(int(a.rgb[i]) - int(b.rgb[i])));
+  return worst;
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  REQUIRE_MESSAGE(f.good(), str("cannot read ", path, "; ", kRegenerate));
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+bool is_jpeg(const std::string& path) {
+  std::string e = fs::path(path).extension().string();
+  return e == ".jpg" || e == ".jpeg";
+}
+
+// Allowed uint8 difference from PIL for an input file (see the header comment).
+int pixel_bound(const std::string& input_path) { return (is_jpeg(input_path) && !jpeg_matches_pil()) ? 3 : 1; }
+
+PassOrder order_of(const json& e) {
+  return e.value("pass_order", "PILLOW") == "HORIZONTAL_FIRST" ? PassOrder::HORIZONTAL_FIRST : PassOrder::PILLOW;
+}
+
+PreprocessConfig config_of(const json& e) {
+  PreprocessConfig cfg;
+  cfg.size = e.at("size").get<int>();
+  cfg.mode = e.at("mode").get<std::string>() == "HF" ? PreprocessConfig::Mode::HF : PreprocessConfig::Mode::OPENAI;
+  cfg.pass_order = order_of(e);
+  return cfg;
+}
+
+std::string short_name(const std::string& p) { return fs::path(p).filename().string(); }
+
+// A scratch directory, removed at the end of the test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("vislang_test_image_" + std::to_string(::getpid()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string write(const std::string& name, const std::vector<uint8_t>& bytes) const {
+    std::string p = (path / name).string();
+    std::ofstream f(p, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    return p;
+  }
+};
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+
+}  // namespace
+
+TEST_SUITE("image") {
+  TEST_CASE("decoding matches PIL's Image.open(p).convert('RGB')") {
+    const json& m = manifest();
+    skip_if_no_shared("exact-decode checks");
+    std::vector<std::string> skipped_jpeg;
+    for (const json& e : m.at("decode")) {
+      std::string in = e.at("input").get<std::string>();
+      std::string path = resolve(in);
+      if (path.empty()) continue;
+      CAPTURE(in);
+      Image im = load_image(path);
+      CHECK(im.width == e.at("width").get<int>());
+      CHECK(im.height == e.at("height").get<int>());
+      if (e.value("jpeg", false) && !jpeg_matches_pil()) {
+        skipped_jpeg.push_back(short_name(in));
+        if (e.contains("reference")) {  // still bounded: stb's IDCT/upsampling differ from libjpeg's
+          Image ref = load_image(resolve(e.at("reference").get<std::string>()));
+          MESSAGE(short_name(in), ": stb_image vs PIL max |diff| = ", max_abs_diff(im, ref));
+        }
+        continue;
+      }
+      uint32_t want = e.at("crc32").get<uint32_t>();
+      if (crc_of(im) != want && e.contains("reference")) {
+        Image ref = load_image(resolve(e.at("reference").get<std::string>()));
+        FAIL_CHECK(in, " (PIL mode ", e.at("pil_mode").get<std::string>(), ") differs from PIL: max |diff| = ",
+                   max_abs_diff(im, ref));
+      } else {
+        CHECK_MESSAGE(crc_of(im) == want, in, " (PIL mode ", e.at("pil_mode").get<std::string>(),
+                      ") differs from PIL's decode (crc32)");
+      }
+    }
+    if (!skipped_jpeg.empty())
+      MESSAGE("JPEG decoded with ", jpeg_decoder(), ", not bit-exact with PIL's libjpeg-turbo: exact-decode check "
+              "skipped for ", skipped_jpeg.size(), " JPEGs (build with libjpeg for exact JPEG decoding)");
+  }
+
+  TEST_CASE("resize_bicubic reproduces Pillow's Image.resize(size, BICUBIC) bit for bit") {
+    const json& m = manifest();
+    for (const json& e : m.at("resize")) {
+      std::string in = e.at("input").get<std::string>();
+      int ow = e.at("out")[0].get<int>(), oh = e.at("out")[1].get<int>();
+      PassOrder order = order_of(e);
+      CAPTURE(in);
+      CAPTURE(ow);
+      CAPTURE(oh);
+      CAPTURE(e.at("pass_order").get<std::string>());
+      Image src = load_image(resolve(in));
+      Image want = load_image(resolve(e.at("expected").get<std::string>()));
+      Image got = resize_bicubic(src, ow, oh, order);
+      int d = max_abs_diff(got, want);
+      CHECK(d <= 1);
+      CHECK_MESSAGE(d == 0, "expected an exact match with Pillow, worst |diff| = ", d);
+      // Any window of the resize is the same as cropping the full resize.
+      int x0 = ow / 3, y0 = oh / 4, w = std::max(1, ow / 2), h = std::max(1, oh / 2);
+      Image win = resize_bicubic_region(src, ow, oh, x0, y0, w, h, order);
+      Image cut = Image::blank(w, h);
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+          std::copy_n(got.pixel(x0 + x, y0 + y), 3, cut.pixel(x, y));
+      CHECK(max_abs_diff(win, cut) == 0);
+    }
+  }
+
+  TEST_CASE("resize pass order: Pillow >= 13 goes vertical first when the height shrinks much more") {
+    CHECK_FALSE(resize_vertical_first(640, 427, 335, 224, PassOrder::PILLOW));   // landscape CLIP resize
+    CHECK(resize_vertical_first(230, 700, 224, 681, PassOrder::PILLOW));         // > ~2:1 portrait
+    CHECK_FALSE(resize_vertical_first(230, 700, 224, 681, PassOrder::HORIZONTAL_FIRST));
+    CHECK_FALSE(resize_vertical_first(100, 100, 50, 100, PassOrder::PILLOW));    // height unchanged
+    CHECK(resize_vertical_first(100, 100, 200, 99, PassOrder::PILLOW));          // width grows, height shrinks
+    CHECK_FALSE(resize_vertical_first(100, 120, 90, 100, PassOrder::PILLOW));    // 20 == 2 * 10: horizontal
+    CHECK(resize_vertical_first(100, 121, 90, 100, PassOrder::PILLOW));          // 21 > 20
+  }
+
+  TEST_CASE("CLIP resize + center crop matches PIL/torchvision (OPENAI) and transformers (HF)") {
+    const json& m = manifest();
+    skip_if_no_shared("preprocess checks");
+    std::ostringstream report;
+    for (const json& e : m.at("preprocess")) {
+      std::string in = e.at("input").get<std::string>();
+      std::string path = resolve(in);
+      if (path.empty()) continue;
+      PreprocessConfig cfg = config_of(e);
+      CAPTURE(in);
+      CAPTURE(e.at("mode").get<std::string>());
+      CAPTURE(cfg.size);
+      Image got = resize_and_crop(load_image(path), cfg);
+      REQUIRE(got.width == cfg.size);
+      REQUIRE(got.height == cfg.size);
+      int bound = pixel_bound(path), d = 0;
+      if (e.contains("expected")) {
+        d = max_abs_diff(got, load_image(resolve(e.at("expected").get<std::string>())));
+      } else {  // strided samples of the crop + crc32 of all of it
+        std::vector<uint8_t> s = read_bytes(resolve(e.at("samples").get<std::string>()));
+        size_t stride = e.at("sample_stride_pixels").get<size_t>();
+        for (size_t i = 0; i * 3 < s.size(); ++i)
+          for (int c = 0; c < 3; ++c) d = std::max(d, std::abs(int(got.rgb[i * stride * 3 + c]) - int(s[i * 3 + c])));
+        if (bound == 1) CHECK_MESSAGE(crc_of(got) == e.at("crc32").get<uint32_t>(), "crc32 of the crop differs");
+      }
+      CHECK_MESSAGE(d <= bound, "worst |diff| ", d, " > ", bound);
+      if (bound == 1) CHECK_MESSAGE(d == 0, "expected an exact match with PIL, worst |diff| = ", d);
+      report << "\n  " << short_name(in) << " " << e.at("mode").get<std::string>() << " " << cfg.size
+             << (cfg.pass_order == PassOrder::HORIZONTAL_FIRST ? " (Pillow<=12 order)" : "") << ": " << d;
+    }
+    MESSAGE("max |ours - PIL| (uint8 levels) after resize+crop, JPEG decoder ", jpeg_decoder(), ":", report.str());
+  }
+
+  TEST_CASE("normalized tensor matches open_clip and transformers CLIPImageProcessor") {
+    const json& m = manifest();
+    if (skip_if_no_shared("normalized-tensor checks")) return;
+    std::ostringstream report;
+    for (const json& e : m.at("normalized")) {
+      std::string in = e.at("input").get<std::string>(), pipe = e.at("pipeline").get<std::string>();
+      std::string path = resolve(in);
+      CAPTURE(in);
+      CAPTURE(pipe);
+      PreprocessConfig cfg = config_of(e);
+      Tensor t = preprocess(load_image(path), cfg);
+      REQUIRE(t.shape() == Shape{3, cfg.size, cfg.size});
+      REQUIRE(t.dtype() == DType::F32);
+      const float* p = t.data<float>();
+      std::vector<uint8_t> raw = read_bytes(resolve(e.at("samples").get<std::string>()));
+      std::vector<float> ref(raw.size() / 4);
+      std::memcpy(ref.data(), raw.data(), ref.size() * 4);
+      size_t stride = e.at("stride").get<size_t>(), plane = size_t(cfg.size) * cfg.size;
+      // transformers >= 5's default processor resizes with torch (not PIL): up to 1 level off.
+      int levels = std::max(pixel_bound(path), 1);
+      double worst = 0, worst_q = 0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        size_t k = i * stride;
+        int c = static_cast<int>(k / plane);
+        double bound = 1e-5 + levels / 255.0 / cfg.std[c];
+        double d = std::fabs(double(p[k]) - ref[i]);
+        worst = std::max(worst, d);
+        worst_q = std::max(worst_q, d / bound);
+      }
+      CHECK_MESSAGE(worst_q <= 1.0, "worst |diff| ", worst, " exceeds 1e-5 + ", levels, "/255/std");
+      // Whole-tensor statistics.
+      double sum = 0, sumsq = 0;
+      float mn = p[0], mx = p[0];
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        sum += p[i];
+        sumsq += double(p[i]) * p[i];
+        mn = std::min(mn, p[i]);
+        mx = std::max(mx, p[i]);
+      }
+      double n = double(t.numel());
+      CHECK(std::fabs(sum / n - e.at("sum").get<double>() / n) < 1e-3);
+      CHECK(std::fabs(sumsq / n - e.at("sumsq").get<double>() / n) < 1e-3);
+      CHECK(std::fabs(mn - e.at("min").get<double>()) <= levels / 255.0 / 0.26 + 1e-5);
+      CHECK(std::fabs(mx - e.at("max").get<double>()) <= levels / 255.0 / 0.26 + 1e-5);
+      report << "\n  " << short_name(in) << " vs " << pipe << ": max |diff| " << worst;
+    }
+    MESSAGE("normalized f32 (3, 224, 224), sampled every 31st element:", report.str());
+  }
+
+  TEST_CASE("center crop offsets follow torchvision.CenterCrop and transformers center_crop") {
+    const json& m = manifest();
+    for (const json& e : m.at("crop_offsets")) {
+      int size = e.at("size").get<int>(), crop = e.at("crop").get<int>();
+      CAPTURE(size);
+      CAPTURE(crop);
+      CHECK(center_crop_offset(size, crop, CropRounding::TORCHVISION) == e.at("torchvision").get<int>());
+      CHECK(center_crop_offset(size, crop, CropRounding::HF) == e.at("hf").get<int>());
+    }
+    // The odd differences that matter: 3 -> torchvision 2 (round half to even of 1.5), HF 1.
+    CHECK(center_crop_offset(227, 224, CropRounding::TORCHVISION) == 2);
+    CHECK(center_crop_offset(227, 224, CropRounding::HF) == 1);
+    CHECK(center_crop_offset(229, 224, CropRounding::TORCHVISION) == 2);
+    // Zero padding when the crop is larger: a 1x1 white image in a 4x3 crop.
+    Image one = Image::blank(1, 1);
+    std::fill(one.rgb.begin(), one.rgb.end(), 255);
+    Image tv = center_crop(one, 4, 3, CropRounding::TORCHVISION), hf = center_crop(one, 4, 3, CropRounding::HF);
+    CHECK(tv.pixel(1, 1)[0] == 255);  // torchvision pads floor((4-1)/2) = 1 before
+    CHECK(hf.pixel(2, 1)[0] == 255);  // transformers pads ceil((4-1)/2) = 2 before
+    CHECK(tv.pixel(0, 0)[0] == 0);
+  }
+
+  TEST_CASE("shorter side -> size uses int(size * long / short), like torchvision and transformers") {
+    const json& m = manifest();
+    for (const json& e : m.at("resize_sizes")) {
+      int w = e.at("w").get<int>(), h = e.at("h").get<int>(), size = e.at("size").get<int>();
+      CAPTURE(w);
+      CAPTURE(h);
+      CAPTURE(size);
+      auto got = resize_shorter_side(w, h, size);
+      CHECK(got[0] == e.at("out")[0].get<int>());
+      CHECK(got[1] == e.at("out")[1].get<int>());
+    }
+  }
+
+  TEST_CASE("to_normalized_tensor is (x / 255 - mean) / std in f32, channel-major") {
+    Image im = Image::blank(2, 1);
+    uint8_t px[6] = {0, 128, 255, 1, 2, 3};
+    std::copy_n(px, 6, im.rgb.data());
+    PreprocessConfig cfg;
+    Tensor t = to_normalized_tensor(im, cfg.mean, cfg.std);
+    REQUIRE(t.shape() == Shape{3, 1, 2});
+    const float* p = t.data<float>();
+    for (int c = 0; c < 3; ++c)
+      for (int x = 0; x < 2; ++x) {
+        float v = static_cast<float>(px[x * 3 + c]) / 255.0f;
+        CHECK(p[c * 2 + x] == (v - cfg.mean[c]) / cfg.std[c]);  // same f32 operations as torchvision
+      }
+    CHECK_THROWS_AS(to_normalized_tensor(im, cfg.mean, {1.f, 0.f, 1.f}), Error);
+  }
+
+  TEST_CASE("errors name the file and the reason") {
+    TempDir tmp;
+    auto expect = [](const std::string& what, const std::function<void()>& fn, const std::string& name,
+                     std::vector<std::string> reasons) {
+      std::string msg = error_of(fn);
+      CAPTURE(what);
+      CAPTURE(msg);
+      REQUIRE_MESSAGE(!msg.empty(), what, ": expected a vislang::Error");
+      CHECK(contains(msg, name));
+      bool any = false;
+      for (const auto& r : reasons) any = any || contains(msg, r);
+      CHECK_MESSAGE(any, what, ": the message does not give the reason");
+    };
+    std::string missing = (tmp.path / "no_such_image.png").string();
+    expect("missing path", [&] { load_image(missing); }, missing, {"No such file"});
+    expect("directory", [&] { load_image(tmp.path.string()); }, tmp.path.string(), {"directory"});
+    std::string empty = tmp.write("empty.jpg", {});
+    expect("empty file", [&] { load_image(empty); }, empty, {"empty"});
+    std::string text = tmp.write("notes.png", {'h', 'e', 'l', 'l', 'o', ' ', 'w', 'o', 'r', 'l', 'd'});
+    expect("not an image", [&] { load_image(text); }, text, {"unsupported", "unrecognised"});
+    std::vector<uint8_t> webp = {'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', ' '};
+    std::string wp = tmp.write("photo.webp", webp);
+    expect("WebP", [&] { load_image(wp); }, wp, {"WebP"});
+    expect("in-memory", [&] { decode_image(webp.data(), webp.size(), "upload#3"); }, "upload#3", {"WebP"});
+
+    // Truncated files of every format: an error, never a partially decoded image (PIL raises too).
+    struct Cut {
+      const char* input;
+      size_t keep_percent;
+    };
+    for (Cut c : {Cut{"inputs/jpeg_420.jpeg", 60}, Cut{"inputs/odd_223x225_rgb.png", 50}, Cut{"inputs/gif_pil.gif", 70},
+                  Cut{"inputs/bmp_rgb.bmp", 90}, Cut{"inputs/jpeg_progressive.jpeg", 95}}) {
+      std::vector<uint8_t> bytes = read_bytes(fixture_dir() + "/" + c.input);
+      bytes.resize(bytes.size() * c.keep_percent / 100);
+      std::string p = tmp.write(std::string("cut_") + short_name(c.input), bytes);
+      expect(c.input, [&] { load_image(p); }, p, {"truncated"});
+    }
+    // A JPEG missing only its end-of-image marker is truncated for PIL; a PNG missing only IEND is not.
+    std::vector<uint8_t> jpg = read_bytes(fixture_dir() + "/inputs/jpeg_444.jpeg");
+    jpg.resize(jpg.size() - 2);
+    std::string noeoi = tmp.write("no_eoi.jpg", jpg);
+    expect("JPEG without EOI", [&] { load_image(noeoi); }, noeoi, {"truncated"});
+    std::vector<uint8_t> png = read_bytes(fixture_dir() + "/inputs/odd_225x223_l.png");
+    std::vector<uint8_t> no_iend(png.begin(), png.end() - 12);
+    Image full = load_image(fixture_dir() + "/inputs/odd_225x223_l.png");
+    Image cut = decode_image(no_iend.data(), no_iend.size(), "no_iend.png");
+    CHECK(max_abs_diff(full, cut) == 0);
+
+    if (skip_if_no_shared("the truncated.jpg check")) return;
+    std::string trunc = test::shared_dir() + "/data/images/truncated.jpg";
+    expect("shared truncated.jpg", [&] { load_image(trunc); }, "truncated.jpg", {"truncated"});
+  }
+
+  TEST_CASE("the batch helper reports a bad file and continues") {
+    TempDir tmp;
+    std::string good1 = fixture_dir() + "/inputs/odd_225x223_l.png", good2 = fixture_dir() + "/inputs/gif_pil.gif";
+    std::string missing = (tmp.path / "missing.jpg").string();
+    std::vector<uint8_t> bytes = read_bytes(fixture_dir() + "/inputs/jpeg_420.jpeg");
+    bytes.resize(bytes.size() / 2);
+    std::string cut = tmp.write("cut.jpg", bytes);
+    std::vector<std::string> paths = {good1, missing, cut, tmp.path.string(), good2};
+    PreprocessConfig cfg;
+    cfg.size = 64;
+    auto results = preprocess_files(paths, cfg, 3);
+    REQUIRE(results.size() == paths.size());
+    for (size_t i = 0; i < paths.size(); ++i) CHECK(results[i].path == paths[i]);
+    CHECK(results[0].ok);
+    CHECK_FALSE(results[1].ok);
+    CHECK(contains(results[1].error, missing));
+    CHECK_FALSE(results[2].ok);
+    CHECK(contains(results[2].error, "truncated"));
+    CHECK_FALSE(results[3].ok);
+    CHECK(contains(results[3].error, "directory"));
+    CHECK(results[4].ok);
+    std::vector<size_t> index;
+    Tensor batch = stack_ok(results, &index);
+    CHECK(batch.shape() == Shape{2, 3, 64, 64});
+    CHECK(index == std::vector<size_t>{0, 4});
+    Tensor one = preprocess(load_image(good2), cfg);
+    CHECK(std::memcmp(batch.data<float>() + 3 * 64 * 64, one.data<float>(), 3 * 64 * 64 * sizeof(float)) == 0);
+  }
+}
