@@ -330,7 +330,8 @@ void ClipTokenizer::build_merges(const std::vector<std::pair<std::string, std::s
 }
 
 // ---- encoding ------------------------------------------------------------------------------------
-std::string clip_clean_text(const std::string& text, ClipFlavor flavor) {
+namespace {
+std::u32string clean_codepoints(const std::string& text, ClipFlavor flavor) {
   // basic_clean (less ftfy): html.unescape(html.unescape(text)).strip()
   std::u32string u = text::py_strip(text::html_unescape(text::html_unescape(text::utf8_decode(text))));
   // whitespace_clean, then .lower()
@@ -338,11 +339,16 @@ std::string clip_clean_text(const std::string& text, ClipFlavor flavor) {
     u = text::py_strip(text::regex_fold_spaces(u));  // regex.sub(r"\s+", " ", t).strip()
   else
     u = text::py_split_join(u);  // " ".join(t.split()).strip()
-  return text::utf8_encode(text::py_lower(u));
+  return text::py_lower(u);
+}
+}  // namespace
+
+std::string clip_clean_text(const std::string& text, ClipFlavor flavor) {
+  return text::utf8_encode(clean_codepoints(text, flavor));
 }
 
 std::vector<std::string> ClipTokenizer::pre_tokenize(const std::string& text) const {
-  const std::u32string t = text::utf8_decode(clean(text));
+  const std::u32string t = clean_codepoints(text, flavor_);
   std::vector<std::pair<size_t, size_t>> spans;
   find_words(t, sot_text_, eot_text_, spans);
   std::vector<std::string> words;
@@ -395,7 +401,7 @@ void ClipTokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out)
 }
 
 std::vector<int32_t> ClipTokenizer::encode(const std::string& text) const {
-  const std::u32string t = text::utf8_decode(clean(text));
+  const std::u32string t = clean_codepoints(text, flavor_);
   std::vector<std::pair<size_t, size_t>> spans;
   find_words(t, sot_text_, eot_text_, spans);
   std::vector<int32_t> ids;

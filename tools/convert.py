@@ -697,12 +697,13 @@ def convert(src_path, dst_path, dtype=None, act=None, name=None, text_heads=None
         sd = {(k[5:] if k.startswith("text.") else k): v for k, v in sd.items()}
     src.sd = sd
 
-    if src.fmt == "hf":
-        cfg = hf_layout_config(src, args)
-        out, origin, used = hf_layout_tensors(sd, cfg)
-    elif "transformer.resblocks.0.attn.in_proj_weight" in sd or "text_projection" in sd:
-        cfg = openai_layout_config(src, args)
-        out, origin, used = openai_layout_tensors(sd, cfg)
+    is_hf = src.fmt == "hf"
+    if is_hf or "transformer.resblocks.0.attn.in_proj_weight" in sd or "text_projection" in sd:
+        try:
+            cfg = hf_layout_config(src, args) if is_hf else openai_layout_config(src, args)
+        except ConvertError as e:
+            raise e if str(e).startswith(src_path) else ConvertError(f"{src_path}: {e}")
+        out, origin, used = (hf_layout_tensors if is_hf else openai_layout_tensors)(sd, cfg)
     else:
         hints = []
         if any(k.startswith("visual.trunk.") for k in sd):

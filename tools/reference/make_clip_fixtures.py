@@ -220,7 +220,6 @@ def save_torchscript_openai_style(model, path, image_size):
 
 
 def write_reference(path, pixels, ids, results, models, extra_meta):
-    from safetensors.torch import save_file
     tensors = {"pixels": pixels, "input_ids": ids}
     for name, (img, txt, lg) in results.items():
         tensors[f"{name}.image_embeds"] = img.float().contiguous()
@@ -230,10 +229,9 @@ def write_reference(path, pixels, ids, results, models, extra_meta):
             "torch": torch.__version__, "models": json.dumps(models), "texts": json.dumps(TEXTS),
             "images": json.dumps(IMAGES)}
     meta.update(extra_meta)
-    # The python library orders metadata through a hash map; rewrite it with our own writer so the
-    # bytes are reproducible.
+    # The python library keeps metadata in a hash map (header order varies); convert.py's writer keeps
+    # ours sorted, so the bytes are reproducible.
     vl_convert.write_safetensors(path, tensors, dict(sorted(meta.items())))
-    del save_file
 
 
 def make_small():
