@@ -253,8 +253,11 @@ std::string CpuInfo::summary() const {
   std::ostringstream os;
   char fm[64];
   std::snprintf(fm, sizeof fm, "family 0x%X model 0x%X stepping %d", family, model, stepping);
-  os << "cpu: " << (brand.empty() ? std::string("?") : brand) << " (" << vendor << " " << fm << ")\n";
-  os << "simd:";
+  os << (brand.empty() ? std::string("unknown cpu") : brand) << " (" << vendor << " " << fm << "), ";
+  char clk[160];
+  std::snprintf(clk, sizeof clk, "%.3f GHz nominal (%s), %d logical cpus, %d OpenMP threads, simd:", clock_ghz,
+                clock_source.c_str(), logical_cpus, omp_threads);
+  os << clk;
   const std::pair<const char*, bool> flags[] = {
       {"sse4.2", sse42},      {"avx", avx},           {"avx2", avx2},           {"fma", fma},
       {"f16c", f16c},         {"avx512f", avx512f},   {"avx512bw", avx512bw},   {"avx512dq", avx512dq},
@@ -263,16 +266,9 @@ std::string CpuInfo::summary() const {
   int n = 0;
   for (const auto& f : flags)
     if (f.second) os << " " << f.first, ++n;
-  if (!n) os << " none beyond the baseline";
-  os << "\n";
-  char clk[160];
-  std::snprintf(clk, sizeof clk, "clock: %.3f GHz nominal (%s)\n", clock_ghz, clock_source.c_str());
-  os << clk;
-  os << "threads: " << omp_threads << " OpenMP, " << logical_cpus << " logical cpus\n";
-  char pk[160];
-  std::snprintf(pk, sizeof pk, "fp32 peak: %d flop/cycle/core -> %.1f GFLOP/s on %d thread%s (nominal clock)",
-                flops_per_cycle_f32(), cpu_peak_gflops_f32(omp_threads), omp_threads,
-                omp_threads == 1 ? "" : "s");
+  if (!n) os << " baseline only";
+  char pk[128];
+  std::snprintf(pk, sizeof pk, ", fp32 peak %d flop/cycle/core", flops_per_cycle_f32());
   os << pk;
   return os.str();
 }

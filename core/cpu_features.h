@@ -32,7 +32,8 @@ struct CpuInfo {
 
   // Peak fp32 flops per cycle per core for the widest usable SIMD (see cpu_peak_gflops_f32).
   int flops_per_cycle_f32() const;
-  // One line per topic, e.g. "cpu: AMD EPYC (AuthenticAMD family 0x19 model 0x11) ...".
+  // One line: brand, vendor/family/model, clock and its source, cpu and thread counts, SIMD flags,
+  // flops/cycle — e.g. "AMD EPYC (AuthenticAMD family 0x19 model 0x11 stepping 1), 2.596 GHz ...".
   std::string summary() const;
 };
 

@@ -65,6 +65,16 @@ std::string jpeg_structure_error(const uint8_t* d, size_t n) {
     if (len < 2) return "corrupt: bad JPEG segment length";
     if (p + len > n) return "truncated: the file ends inside a JPEG marker segment";
     if ((m >= 0xC0 && m <= 0xCF) && m != 0xC4 && m != 0xC8 && m != 0xCC) seen_frame = true;
+    if (m == 0xC4) {  // DHT: stb_image 2.27 overruns a 257-byte array when a table lists > 256 codes
+      size_t q = p + 2, end = p + len;
+      while (q < end) {
+        if (q + 17 > end) return "corrupt: bad JPEG Huffman table";
+        size_t total = 0;
+        for (int i = 1; i <= 16; ++i) total += d[q + i];
+        if (total > 256 || q + 17 + total > end) return "corrupt: bad JPEG Huffman table";
+        q += 17 + total;
+      }
+    }
     p += len;
     if (m == 0xDA) {  // SOS: entropy-coded data follows up to the next real marker
       while (true) {

@@ -54,6 +54,7 @@ alignment then name, like the python library). The output is written to DST.tmp 
 """
 import argparse
 import json
+import mmap
 import os
 import re
 import struct
@@ -116,36 +117,41 @@ ST_NAMES = {v: k for k, v in ST_DTYPES.items()}
 
 
 def read_safetensors(path):
-    """Returns ({name: tensor}, metadata). Tensors are copies (the file is read once)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 8:
+    """Returns ({name: tensor}, metadata). Tensors view a private copy-on-write mapping of the file
+    (pages are read on first use), so a multi-GB checkpoint is not held twice in memory."""
+    size = os.path.getsize(path)
+    if size < 8:
         fail(path, ": not a safetensors file (shorter than 8 bytes)")
-    (n,) = struct.unpack("<Q", raw[:8])
-    if 8 + n > len(raw):
-        fail(path, ": not a safetensors file (header length ", n, " exceeds the file size ", len(raw), ")")
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if 8 + n > size:
+            fail(path, ": not a safetensors file (header length ", n, " exceeds the file size ", size, ")")
+        head = f.read(n)
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)  # writable (private), so frombuffer is happy
     try:
-        header = json.loads(raw[8:8 + n].decode("utf-8"))
+        header = json.loads(head.decode("utf-8"))
     except Exception as e:  # noqa: BLE001 - report any decoding problem the same way
         fail(path, ": safetensors header is not valid JSON: ", e)
     meta = header.pop("__metadata__", None) or {}
-    buf = bytearray(raw[8 + n:])  # writable, so torch.frombuffer does not warn
+    base, data_len = 8 + n, size - 8 - n
     out = {}
     for name, info in header.items():
         dt = info.get("dtype")
         if dt not in ST_DTYPES:
             fail(path, ": tensor '", name, "' has dtype ", dt, ", which this converter does not read")
-        shape = [int(s) for s in info["shape"]]
+        shape = [int(x) for x in info["shape"]]
         b, e = (int(x) for x in info["data_offsets"])
         torch_dt = ST_DTYPES[dt]
         numel = int(np.prod(shape)) if shape else 1
         esize = torch.tensor([], dtype=torch_dt).element_size()
-        if e - b != numel * esize or e > len(buf):
+        if e - b != numel * esize or b > e or e > data_len:
             fail(path, ": tensor '", name, "' byte range [", b, ", ", e, ") does not match shape ", shape, " ", dt)
         if numel == 0:
             t = torch.empty(shape, dtype=torch_dt)
-        else:
-            t = torch.frombuffer(buf, dtype=torch_dt, count=numel, offset=b).reshape(shape).clone()
+        elif (base + b) % esize == 0:
+            t = torch.frombuffer(mm, dtype=torch_dt, count=numel, offset=base + b).reshape(shape)
+        else:  # misaligned (a header not padded to 8 bytes): copy
+            t = torch.frombuffer(bytearray(mm[base + b:base + e]), dtype=torch_dt, count=numel).reshape(shape)
         out[name] = t
     return out, meta
 

@@ -64,7 +64,10 @@ inline float log_f(float x) {
   y = y * m - 2.4999993993e-1f;
   y = y * m + 3.3333331174e-1f;
   y = y * m * z;
-  const float fe = static_cast<float>(e);
+  // e as a float through the 2^23 magic constant (exact for |e| < 2^22). A plain int -> float
+  // conversion may raise "inexact" under -ftrapping-math, and GCC then refuses to vectorize the
+  // selects below.
+  const float fe = bits_to_float(0x4b000000u + static_cast<uint32_t>(e + 256)) - 8388864.0f;  // 2^23 + 256
   y = y - 2.12194440e-4f * fe;
   y = y - 0.5f * z;
   float r = m + y;

@@ -31,6 +31,12 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define VL_GEMM_X86 1
 #include <immintrin.h>
+// GCC 12's AVX-512 headers build "undefined" vectors from themselves and trip -Wuninitialized /
+// -Wmaybe-uninitialized in every caller (GCC bug 105593, fixed in GCC 13): silence them here only.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #else
 #define VL_GEMM_X86 0
 #endif
