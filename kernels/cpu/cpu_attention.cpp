@@ -3,8 +3,8 @@
 //
 // One parallel task per (batch, head, block of up to kBlockQ queries). The task transposes its
 // queries once into Qᵀ (D, kBlockQ) and walks the keys in blocks of kBlockK:
-//   Sᵀ (keys, queries) = K Qᵀ        (K rows read in place when f32, else converted)
-//   scale, additive mask, causal rule, key padding (a padded key is a whole row of Sᵀ)
+//   Sᵀ (keys, queries) = K (scale·Q)ᵀ   (K rows read in place when f32, else converted)
+//   additive mask, causal rule, key padding (a padded key is a whole row of Sᵀ)
 //   per query: running max m and denominator l updated, P = e^(S - m), O rescaled by e^(m_old - m)
 //   O (queries, Dv) += P V
 // and finally writes O / l, or zeros for a query whose keys are all masked (l = 0). Key blocks past
@@ -25,21 +25,22 @@ constexpr int64_t kBlockQ = 64, kBlockK = 64;
 
 // C (R, NC) += A (R, K) @ B (K, NC): A(r, k) at A[r*a_rs + k*a_cs], B(k, j) at B[k*ldb + j], C row-major
 // with row stride ldc. The R × NC accumulator stays in registers for the whole K loop.
+// (Not inlined, and its K loop not unrolled: inside the big attention loop GCC would otherwise
+// unroll by two and spill the accumulators to the stack.)
 template <int R, int NC>
-void tile_kernel(int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb, float* C,
-                 int64_t ldc) {
+__attribute__((noinline)) void tile_kernel(int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B,
+                                           int64_t ldb, float* C, int64_t ldc) {
   float acc[R][NC];
   for (int r = 0; r < R; ++r)
 #pragma omp simd
     for (int j = 0; j < NC; ++j) acc[r][j] = C[r * ldc + j];
+#pragma GCC unroll 1
   for (int64_t k = 0; k < K; ++k) {
-    float a[R];
-    for (int r = 0; r < R; ++r) a[r] = A[r * a_rs + k * a_cs];
     const float* b = B + k * ldb;
+    for (int r = 0; r < R; ++r) {
+      const float a = A[r * a_rs + k * a_cs];
 #pragma omp simd
-    for (int j = 0; j < NC; ++j) {
-      const float bj = b[j];  // one load of B serves all R rows
-      for (int r = 0; r < R; ++r) acc[r][j] += a[r] * bj;
+      for (int j = 0; j < NC; ++j) acc[r][j] += a * b[j];
     }
   }
   for (int r = 0; r < R; ++r)
@@ -134,7 +135,8 @@ void attention_kernel(OpCall& c) {
     std::fill(l, l + kBlockQ, 0.0f);
     std::fill(acc, acc + bq * Dvp, 0.0f);
 
-    // Qᵀ: column r = query i0 + r (zero beyond bq).
+    // Qᵀ scaled: column r = scale · query i0 + r (zero beyond bq). Scaling q instead of the scores
+    // saves a pass over S; for the usual 1/sqrt(64) it is exact.
     float* qrow = qt + D * kBlockQ;
     if (bq < bqp) std::fill(qt, qt + D * kBlockQ, 0.0f);
     for (int64_t r = 0; r < bq; ++r) {
@@ -142,7 +144,7 @@ void attention_kernel(OpCall& c) {
       const float* src = qrow;
       if (q.dtype() == DType::F32 && q.stride(3) == 1) src = q.data<const float>() + off;
       else load_f32(qrow, pq + off * eq, q.dtype(), D, q.stride(3));
-      for (int64_t d = 0; d < D; ++d) qt[d * kBlockQ + r] = src[d];
+      for (int64_t d = 0; d < D; ++d) qt[d * kBlockQ + r] = src[d] * scale;
     }
 
     // Keys beyond the causal limit of the block's last query are never seen by any of its rows.
@@ -158,8 +160,8 @@ void attention_kernel(OpCall& c) {
       for (int64_t jj = 0; jj < bk; ++jj) std::fill(st + jj * kBlockQ, st + jj * kBlockQ + bqp, 0.0f);
       small_gemm(bk, bqp, D, kr, ldk, 1, qt, kBlockQ, st, kBlockQ);
 
-      // Scale and masks, one key (a row of Sᵀ) at a time.
-      for (int64_t jj = 0; jj < bk; ++jj) {
+      // Masks, one key (a row of Sᵀ) at a time.
+      for (int64_t jj = 0; jj < (pmask || kpm || causal ? bk : 0); ++jj) {
         const int64_t j = j0 + jj;
         float* s = st + jj * kBlockQ;
         if (kpm && kpm[b * Tk + j]) {  // padded key: masked for every query
@@ -170,10 +172,7 @@ void attention_kernel(OpCall& c) {
           load_f32(mrow, pmask + (b * mask.stride(0) + h * mask.stride(1) + i0 * mask.stride(2) + j * mask.stride(3)) * emask,
                    mask.dtype(), bq, mask.stride(2));
 #pragma omp simd
-          for (int64_t r = 0; r < bq; ++r) s[r] = s[r] * scale + mrow[r];
-        } else {
-#pragma omp simd
-          for (int64_t r = 0; r < bq; ++r) s[r] *= scale;
+          for (int64_t r = 0; r < bq; ++r) s[r] += mrow[r];
         }
         if (causal)  // query i0 + r sees key j only when j <= i0 + r + shift
           std::fill(s, s + std::min(bq, std::max<int64_t>(0, j - shift - i0)), -kInf);

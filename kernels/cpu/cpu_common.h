@@ -169,6 +169,7 @@ void index_select_kernel(OpCall& c);
 void gather_kernel(OpCall& c);
 // cpu_matmul.cpp
 void matmul_kernel(OpCall& c);
+// cpu_conv.cpp
 void conv2d_kernel(OpCall& c);
 void avg_pool2d_kernel(OpCall& c);
 // cpu_attention.cpp

@@ -114,7 +114,6 @@ inline float act_scalar(Activation a, float x) { return float(apply_activation_r
 struct GenericIsa {
   static constexpr int MR = 4, NR = 16;
   static constexpr int64_t KC_MAX = 256;
-  static constexpr const char* name = "generic";
 
   static void pack_a(float* dst, const float* src, int64_t rs, int64_t cs, int64_t kc, int mv) {
     for (int64_t k = 0; k < kc; ++k)
@@ -223,7 +222,6 @@ template <int MR_, int NV_>
 struct Avx512Isa {
   static constexpr int MR = MR_, NV = NV_, NR = 16 * NV_;
   static constexpr int64_t KC_MAX = VL_GEMM_AVX512_KC;
-  static constexpr const char* name = "avx512";
 
   static __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
@@ -341,48 +339,64 @@ struct Avx512Isa {
     for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
   }
 
-  static void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
-                     int mv, int nv, const Epilogue& ep) {
-    __m512 acc[MR][NV];
+  // C tile (mv × nv) from packed panels. A right-edge panel (nv <= NR - 16) runs a narrower
+  // instantiation that skips the all-zero vectors: N = 49 (a 7×7 patch grid) costs 48 + 16
+  // columns of FMAs instead of 2 × 48.
+  static void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mv, int nv,
+                     const Epilogue& ep) {
+    switch ((nv + 15) / 16) {
+      case 1: return kernel_n<1>(kc, a, b, c, ldc, mv, nv, ep);
+      case 2: return kernel_n<std::min(2, NV)>(kc, a, b, c, ldc, mv, nv, ep);
+      case 3: return kernel_n<std::min(3, NV)>(kc, a, b, c, ldc, mv, nv, ep);
+      default: return kernel_n<NV>(kc, a, b, c, ldc, mv, nv, ep);
+    }
+  }
+
+  // Uses the first NU of the panel's NV vectors (B rows are still NR floats apart).
+  template <int NU>
+  static void kernel_n(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
+                       int mv, int nv, const Epilogue& ep) {
+    __m512 acc[MR][NU];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
-    for (int i = 0; i < mv; ++i)  // the tile's C lines arrive while the FMAs run
-      for (int j = 0; j < NV; ++j) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * j), _MM_HINT_T0);
+      for (int j = 0; j < NU; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (int i = 0; i < mv; ++i)  // the tile's C lines arrive (for writing) while the FMAs run
+      for (int j = 0; j < NU; ++j) __builtin_prefetch(c + i * ldc + 16 * j, 1, 3);
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; ++k) {
-      __m512 bv[NV];
+      __m512 bv[NU];
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) bv[j] = _mm512_load_ps(b + 16 * j);
+      for (int j = 0; j < NU; ++j) bv[j] = _mm512_load_ps(b + 16 * j);
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR + 16 * j), _MM_HINT_T0);
+      for (int j = 0; j < NU; ++j) _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR + 16 * j), _MM_HINT_T0);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const __m512 av = _mm512_set1_ps(a[i]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+        for (int j = 0; j < NU; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
       }
       a += MR;
       b += NR;
     }
-    store(acc, c, ldc, mv, nv, ep);
+    store<NU>(acc, c, ldc, mv, nv, ep);
   }
 
-  static void store(__m512 (&acc)[MR][NV], float* c, int64_t ldc, int mv, int nv, const Epilogue& ep) {
+  template <int NU>
+  static void store(__m512 (&acc)[MR][NU], float* c, int64_t ldc, int mv, int nv, const Epilogue& ep) {
     const __m512 alpha = _mm512_set1_ps(ep.alpha);
-    __mmask16 m[NV];
-    for (int j = 0; j < NV; ++j) m[j] = tail_mask(std::max(0, nv - 16 * j));
-    __m512 bias[NV];
-    for (int j = 0; j < NV; ++j)
+    __mmask16 m[NU];
+    for (int j = 0; j < NU; ++j) m[j] = tail_mask(std::max(0, nv - 16 * j));
+    __m512 bias[NU];
+    for (int j = 0; j < NU; ++j)
       bias[j] = (ep.last && ep.bias) ? _mm512_maskz_loadu_ps(m[j], ep.bias + 16 * j) : _mm512_setzero_ps();
-    const bool full = nv == NR;
+    const bool full = nv == 16 * NU;
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       if (i >= mv) break;
       float* ci = c + i * ldc;
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) {
+      for (int j = 0; j < NU; ++j) {
         __m512 v = _mm512_mul_ps(acc[i][j], alpha);
         if (!ep.first) v = _mm512_add_ps(v, full ? _mm512_loadu_ps(ci + 16 * j) : _mm512_maskz_loadu_ps(m[j], ci + 16 * j));
         if (ep.last) v = act512(_mm512_add_ps(v, bias[j]), ep.act);
@@ -453,7 +467,6 @@ inline __m256 act256(__m256 v, Activation act) {
 struct Avx2Isa {
   static constexpr int MR = 6, NV = 2, NR = 16;  // 12 ymm accumulators + 2 B + 1 broadcast
   static constexpr int64_t KC_MAX = 384;
-  static constexpr const char* name = "avx2";
 
   static void pack_a(float* dst, const float* src, int64_t rs, int64_t cs, int64_t kc, int mv) {
     if (cs == 1) {

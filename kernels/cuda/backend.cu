@@ -1,11 +1,11 @@
 // kernels/cuda/backend.cu — cuda_backend(): which CUDA kernel runs an OpCall, or nullptr when the
-// op/dtype combination is not supported (dispatch() then reports it; the backend-ops test skips it).
+// op/dtype combination is not supported (dispatch() then throws "cuda backend does not support ...").
 //
 // Supported: every Op for f32, f16 and bf16. Integer dtypes (i32, i64, u8) for COPY, FILL, BINARY,
-// SCALAR, UNARY (neg/abs/relu/square), CLAMP, WHERE, REDUCE, ARGMAX, TOPK and the indexing ops (EMBEDDING, INDEX_SELECT, GATHER
-// move raw bits, so any dtype); f64 for COPY/FILL/WHERE/indexing only (f64 math is reference-only,
-// see kernels/ops.h). ATTENTION needs head dims <= 128. Every kernel runs with the output's device
-// made current (DeviceGuard), on that device's default stream.
+// SCALAR, UNARY (neg/abs/relu/square), CLAMP, WHERE, REDUCE, ARGMAX, TOPK and the indexing ops
+// (EMBEDDING, INDEX_SELECT, GATHER move raw bits, so any dtype). f64 only for COPY, FILL, WHERE and
+// the indexing ops (f64 math is reference-only, see kernels/ops.h). ATTENTION needs head dims <= 128.
+// Every kernel runs with the output's device made current (DeviceGuard), on its default stream.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 

@@ -135,8 +135,8 @@ void conv2d(OpCall& c) {
       const int64_t n_col = nc * CKK * P;
       dispatch_raw2(es, [&](auto tag) {
         using R = decltype(tag);
-        im2col_kernel<R><<<grid_for(n_col), kThreads>>>(col.data<R>(), static_cast<const R*>(x.narrow(0, n0, nc).data_ptr()),
-                                                        n_col, g);
+        const R* src = static_cast<const R*>(x.narrow(0, n0, nc).data_ptr());
+        im2col_kernel<R><<<grid_for(n_col), kThreads>>>(col.data<R>(), src, n_col, g);
         VL_CUDA_LAUNCH_CHECK("im2col");
       });
     }
@@ -149,7 +149,9 @@ void conv2d(OpCall& c) {
 void avg_pool2d(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor x = c.in[0].contiguous();
-  PoolGeom g{x.size(2), x.size(3), out.size(2), out.size(3), c.i[0], c.i[1], c.i[2], c.i[3], c.i[4], c.i[5], c.i[6] != 0};
+  PoolGeom g{x.size(2), x.size(3), out.size(2), out.size(3),
+             c.i[0],    c.i[1],    c.i[2],      c.i[3],  // kernel h, w, stride h, w
+             c.i[4],    c.i[5],    c.i[6] != 0};         // padding h, w, count_include_pad
   const int64_t total = out.numel();
   if (total == 0) return;
   dispatch_float(x.dtype(), [&](auto tag) {
@@ -168,7 +170,10 @@ void batch_norm(OpCall& c) {
   if (total == 0) return;
   const int64_t C = x.dim() > 1 ? x.size(1) : 1;
   const int64_t inner = x.dim() > 1 ? total / (x.size(0) * C) : 1;
-  BnParams p{mean.data_ptr(), var.data_ptr(), w.defined() ? w.data_ptr() : nullptr, b.defined() ? b.data_ptr() : nullptr,
+  BnParams p{mean.data_ptr(),
+             var.data_ptr(),
+             w.defined() ? w.data_ptr() : nullptr,
+             b.defined() ? b.data_ptr() : nullptr,
              int(mean.dtype()), int(var.dtype()), w.defined() ? int(w.dtype()) : 0, b.defined() ? int(b.dtype()) : 0};
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);

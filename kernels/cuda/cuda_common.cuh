@@ -42,10 +42,12 @@ bool sync_after_launch();  // VISLANG_CUDA_SYNC=1 (read once; runtime.cu)
 
 inline void check_launch(const char* name, const char* file, int line) {
   cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) VL_FAIL("cuda: launch of kernel ", name, " failed: ", cudaGetErrorString(e), " (", file, ":", line, ")");
+  if (e != cudaSuccess)
+    VL_FAIL("cuda: launch of kernel ", name, " failed: ", cudaGetErrorString(e), " (", file, ":", line, ")");
   if (sync_after_launch()) {
     e = cudaDeviceSynchronize();
-    if (e != cudaSuccess) VL_FAIL("cuda: kernel ", name, " failed: ", cudaGetErrorString(e), " (", file, ":", line, ")");
+    if (e != cudaSuccess)
+      VL_FAIL("cuda: kernel ", name, " failed: ", cudaGetErrorString(e), " (", file, ":", line, ")");
   }
 }
 
@@ -94,7 +96,7 @@ __device__ __forceinline__ uint16_t f32_to_f16_bits(float f) {
   if (f != f) return static_cast<uint16_t>(((__float_as_uint(f) >> 16) & 0x8000u) | 0x7e00u);  // as core/dtype.h
   return __half_as_ushort(__float2half_rn(f));  // IEEE round-to-nearest-even, subnormals, overflow -> inf
 }
-__device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(static_cast<uint32_t>(h) << 16); }
+__device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {  // bit-exact copy of core/dtype.h
   uint32_t u = __float_as_uint(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
@@ -131,8 +133,8 @@ __device__ __forceinline__ double to_f64(uint8_t v) { return v; }
 
 template <typename T> __device__ __forceinline__ T from_f64(double v);
 template <> __device__ __forceinline__ float from_f64<float>(double v) { return static_cast<float>(v); }
-template <> __device__ __forceinline__ f16_t from_f64<f16_t>(double v) { return from_f32<f16_t>(static_cast<float>(v)); }
-template <> __device__ __forceinline__ bf16_t from_f64<bf16_t>(double v) { return from_f32<bf16_t>(static_cast<float>(v)); }
+template <> __device__ __forceinline__ f16_t from_f64<f16_t>(double v) { return from_f32<f16_t>(float(v)); }
+template <> __device__ __forceinline__ bf16_t from_f64<bf16_t>(double v) { return from_f32<bf16_t>(float(v)); }
 template <> __device__ __forceinline__ double from_f64<double>(double v) { return v; }
 template <> __device__ __forceinline__ int32_t from_f64<int32_t>(double v) { return static_cast<int32_t>(v); }
 template <> __device__ __forceinline__ int64_t from_f64<int64_t>(double v) { return static_cast<int64_t>(v); }

@@ -32,6 +32,20 @@ bool try_iter(const Shape& shape, const Tensor* const (&ts)[K], StridedIter<K>& 
   return make_iter<K>(shape, st, it);
 }
 
+// Iterator over `out` (contiguous) and its inputs. Inputs that do not coalesce into kMaxDims dims
+// together with out (rare: high-rank permuted views) are replaced by contiguous copies first.
+template <int K>
+StridedIter<K> iter_over(const char* op, const Tensor& out, Tensor* const (&ins)[K - 1]) {
+  const Tensor* ts[K];
+  ts[0] = &out;
+  for (int k = 0; k + 1 < K; ++k) ts[k + 1] = ins[k];
+  StridedIter<K> it;
+  if (try_iter<K>(out.shape(), ts, it)) return it;
+  for (Tensor* t : ins) *t = t->contiguous();
+  VL_CHECK(try_iter<K>(out.shape(), ts, it), "cuda ", op, ": cannot iterate over ", shape_str(out.shape()));
+  return it;
+}
+
 template <int K, typename F>
 void launch_ew(const char* name, int64_t n, const StridedIter<K>& it, const F& f) {
   if (n <= 0) return;
@@ -72,12 +86,12 @@ __device__ __forceinline__ A apply_binary(int k, A a, A b) {
     default: return a;
   }
 }
-// int64 add/sub/mul/max/min exactly; true for kinds handled here.
+// int64 add/sub/mul/max/min exactly (wrapping, no UB); true for the kinds handled here.
 __device__ __forceinline__ bool apply_binary_i64(int k, int64_t a, int64_t b, int64_t& r) {
   switch (k) {
-    case int(BinaryKind::ADD): r = static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); return true;
-    case int(BinaryKind::SUB): r = static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b)); return true;
-    case int(BinaryKind::MUL): r = static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b)); return true;
+    case int(BinaryKind::ADD): r = static_cast<int64_t>(uint64_t(a) + uint64_t(b)); return true;
+    case int(BinaryKind::SUB): r = static_cast<int64_t>(uint64_t(a) - uint64_t(b)); return true;
+    case int(BinaryKind::MUL): r = static_cast<int64_t>(uint64_t(a) * uint64_t(b)); return true;
     case int(BinaryKind::MAX): r = a > b ? a : b; return true;
     case int(BinaryKind::MIN): r = a < b ? a : b; return true;
     default: return false;
@@ -128,7 +142,9 @@ struct UnaryF {
   T* out;
   const T* a;
   int kind;
-  __device__ void operator()(const int64_t (&o)[2]) const { out[o[0]] = from_f32<T>(apply_unary(kind, to_f32(a[o[1]]))); }
+  __device__ void operator()(const int64_t (&o)[2]) const {
+    out[o[0]] = from_f32<T>(apply_unary(kind, to_f32(a[o[1]])));
+  }
 };
 // Integer UNARY: the kinds the front-end allows on integers (neg, abs, relu, square), in the integer type.
 template <typename T>
@@ -175,9 +191,8 @@ struct WhereF {
 }  // namespace
 
 // ---- entry points -------------------------------------------------------------------------------------
-// More than kMaxDims dims that do not coalesce (rare: high-rank permuted views): COPY and FILL,
-// whose output may itself be strided, split along dim 0; the other ops copy their inputs to
-// contiguous first (that COPY splits), after which everything coalesces to one dim.
+// COPY and FILL: the output may be strided too. More than kMaxDims dims that do not coalesce (rare:
+// high-rank permuted views) are split along dim 0, recursively.
 static void copy_tensor(const Tensor& out, const Tensor& in_) {
   Tensor in = expanded(in_, out.shape());
   const Tensor* ts[2] = {&out, &in};
@@ -186,7 +201,7 @@ static void copy_tensor(const Tensor& out, const Tensor& in_) {
     for (int64_t i = 0; i < out.size(0); ++i) copy_tensor(out.select(0, i), in.select(0, i));
     return;
   }
-  int64_t n = out.numel();
+  const int64_t n = out.numel();
   if (in.dtype() == out.dtype()) {  // bit copy (keeps NaN payloads)
     dispatch_raw(out.element_size(), [&](auto tag) {
       using R = decltype(tag);
@@ -228,12 +243,8 @@ void binary(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor a = expanded(as_dtype(c.in[0], out.dtype()), out.shape());
   Tensor b = expanded(as_dtype(c.in[1], out.dtype()), out.shape());
-  const Tensor* ts[3] = {&out, &a, &b};
-  StridedIter<3> it;
-  if (!try_iter<3>(out.shape(), ts, it)) {
-    a = a.contiguous(); b = b.contiguous();
-    VL_CHECK(try_iter<3>(out.shape(), ts, it), "cuda binary: cannot iterate ", shape_str(out.shape()));
-  }
+  Tensor* ins[] = {&a, &b};
+  auto it = iter_over<3>("binary", out, ins);
   dispatch_numeric(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     launch_ew("binary", out.numel(), it, BinaryF<T>{out.data<T>(), a.data<T>(), b.data<T>(), int(c.i[0])});
@@ -243,12 +254,8 @@ void binary(OpCall& c) {
 void scalar(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor a = expanded(as_dtype(c.in[0], out.dtype()), out.shape());
-  const Tensor* ts[2] = {&out, &a};
-  StridedIter<2> it;
-  if (!try_iter<2>(out.shape(), ts, it)) {
-    a = a.contiguous();
-    VL_CHECK(try_iter<2>(out.shape(), ts, it), "cuda scalar: cannot iterate ", shape_str(out.shape()));
-  }
+  Tensor* ins[] = {&a};
+  auto it = iter_over<2>("scalar", out, ins);
   dispatch_numeric(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     launch_ew("scalar", out.numel(), it,
@@ -259,12 +266,8 @@ void scalar(OpCall& c) {
 void unary(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor a = expanded(as_dtype(c.in[0], out.dtype()), out.shape());
-  const Tensor* ts[2] = {&out, &a};
-  StridedIter<2> it;
-  if (!try_iter<2>(out.shape(), ts, it)) {
-    a = a.contiguous();
-    VL_CHECK(try_iter<2>(out.shape(), ts, it), "cuda unary: cannot iterate ", shape_str(out.shape()));
-  }
+  Tensor* ins[] = {&a};
+  auto it = iter_over<2>("unary", out, ins);
   dispatch_numeric(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if constexpr (is_floatish<T>::value)
@@ -277,12 +280,8 @@ void unary(OpCall& c) {
 void clamp(OpCall& c) {
   const Tensor& out = c.out[0];
   Tensor a = expanded(as_dtype(c.in[0], out.dtype()), out.shape());
-  const Tensor* ts[2] = {&out, &a};
-  StridedIter<2> it;
-  if (!try_iter<2>(out.shape(), ts, it)) {
-    a = a.contiguous();
-    VL_CHECK(try_iter<2>(out.shape(), ts, it), "cuda clamp: cannot iterate ", shape_str(out.shape()));
-  }
+  Tensor* ins[] = {&a};
+  auto it = iter_over<2>("clamp", out, ins);
   dispatch_numeric(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     launch_ew("clamp", out.numel(), it,
@@ -295,12 +294,8 @@ void where(OpCall& c) {
   Tensor cond = expanded(as_dtype(c.in[0], DType::U8), out.shape());
   Tensor a = expanded(as_dtype(c.in[1], out.dtype()), out.shape());
   Tensor b = expanded(as_dtype(c.in[2], out.dtype()), out.shape());
-  const Tensor* ts[4] = {&out, &cond, &a, &b};
-  StridedIter<4> it;
-  if (!try_iter<4>(out.shape(), ts, it)) {
-    cond = cond.contiguous(); a = a.contiguous(); b = b.contiguous();
-    VL_CHECK(try_iter<4>(out.shape(), ts, it), "cuda where: cannot iterate ", shape_str(out.shape()));
-  }
+  Tensor* ins[] = {&cond, &a, &b};
+  auto it = iter_over<4>("where", out, ins);
   dispatch_raw(out.element_size(), [&](auto tag) {
     using R = decltype(tag);
     launch_ew("where", out.numel(), it, WhereF<R>{out.data<R>(), cond.data<uint8_t>(), a.data<R>(), b.data<R>()});

@@ -372,7 +372,8 @@ void reduce(OpCall& c) {
   dim3 block = column_block(l.inner);
   dispatch_numeric(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    reduce_kernel<T><<<column_grid(ncols, block), block>>>(out.data<T>(), x.data<T>(), ncols, l.R, l.inner, int(c.i[0]));
+    reduce_kernel<T><<<column_grid(ncols, block), block>>>(out.data<T>(), x.data<T>(), ncols, l.R, l.inner,
+                                                           int(c.i[0]));
     VL_CUDA_LAUNCH_CHECK("reduce");
   });
 }
@@ -418,7 +419,8 @@ void softmax(OpCall& c) {
   dim3 block = column_block(l.inner);
   dispatch_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    softmax_kernel<T><<<column_grid(ncols, block), block>>>(out.data<T>(), x.data<T>(), ncols, l.R, l.inner, c.i[1] != 0);
+    softmax_kernel<T><<<column_grid(ncols, block), block>>>(out.data<T>(), x.data<T>(), ncols, l.R, l.inner,
+                                                            c.i[1] != 0);
     VL_CUDA_LAUNCH_CHECK("softmax");
   });
 }
