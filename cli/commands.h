@@ -3,3 +3,10 @@
 
 int run_version(int argc, char** argv);
 int run_bench_ops(int argc, char** argv);
+
+// CLIP applications (cli/clip_commands.cpp, cli/bench_clip.cpp).
+int run_tokenize(int argc, char** argv);
+int run_embed(int argc, char** argv);
+int run_zero_shot(int argc, char** argv);
+int run_similarity(int argc, char** argv);
+int run_bench_clip(int argc, char** argv);  // argv[0] is "clip"

@@ -1,5 +1,6 @@
 // cli/main.cpp — the `vislang` command: one binary, one subcommand per application.
-// Subcommands: version, bench ops (later issues add tokenize, embed, zero-shot, train, index, serve).
+// Subcommands: version, bench ops, bench clip, tokenize, embed, zero-shot, similarity (later issues add
+// train, index, serve).
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -11,7 +12,12 @@ static void usage(std::ostream& os) {
   os << "usage: vislang <command> [options]\n\n"
         "commands:\n"
         "  version          version, build type, CUDA on/off, CPU features, OpenMP threads\n"
-        "  bench ops        op throughput at ViT-B/32 shapes (GFLOP/s, GB/s, % of fp32 peak)\n\n"
+        "  bench ops        op throughput at ViT-B/32 shapes (GFLOP/s, GB/s, % of fp32 peak)\n"
+        "  bench clip       CLIP images/s and texts/s, peak RSS (a model path or a preset: random weights)\n"
+        "  tokenize         CLIP token ids of texts (SOT ... EOT)\n"
+        "  embed            image or text embeddings as JSON lines or a .npy matrix\n"
+        "  zero-shot        zero-shot classification of images with prompt ensembling\n"
+        "  similarity       the image-text logits matrix\n\n"
         "Run 'vislang <command> --help' for the options of a command.\n";
 }
 
@@ -23,9 +29,14 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   try {
     if (cmd == "version" || cmd == "--version") return run_version(argc - 1, argv + 1);
+    if (cmd == "tokenize") return run_tokenize(argc - 1, argv + 1);
+    if (cmd == "embed") return run_embed(argc - 1, argv + 1);
+    if (cmd == "zero-shot") return run_zero_shot(argc - 1, argv + 1);
+    if (cmd == "similarity") return run_similarity(argc - 1, argv + 1);
     if (cmd == "bench") {
       if (argc >= 3 && std::string(argv[2]) == "ops") return run_bench_ops(argc - 2, argv + 2);
-      std::cerr << "vislang bench: expected a benchmark name: ops\n";
+      if (argc >= 3 && std::string(argv[2]) == "clip") return run_bench_clip(argc - 2, argv + 2);
+      std::cerr << "vislang bench: expected a benchmark name: ops, clip\n";
       return 2;
     }
     std::cerr << "vislang: unknown command '" << cmd << "'\n\n";

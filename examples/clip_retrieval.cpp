@@ -105,11 +105,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    const bool is_default_model = !args.has("model");
+    const std::string model_arg = args.get("model");
+    const bool is_fixture = model_arg.empty() || model_arg.find("tests/fixtures/") != std::string::npos;
     const std::string model_path = args.get("model", example::fixture_model());
     clip::ClipModel model = clip::ClipModel::load(model_path);
     std::printf("model: %s (embedding %lld)\n", model_path.c_str(), (long long)model.config().projection_dim);
-    if (is_default_model)
+    if (is_fixture)
       std::printf("  NOTE: the committed test fixture has RANDOM weights: text rankings are meaningless.\n"
                   "  For real search: scripts/download_model.sh ViT-B/32; --model ~/.cache/vislang/ViT-B-32.safetensors\n");
 

@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
   }
   try {
     // 1. The model: a Hugging Face CLIP folder or a converted .safetensors.
-    const bool is_default_model = !args.has("model");
+    const std::string model_arg = args.get("model");
+    const bool is_fixture = model_arg.empty() || model_arg.find("tests/fixtures/") != std::string::npos;
     const std::string model_path = args.get("model", example::fixture_model());
     clip::ClipModel model = clip::ClipModel::load(model_path);
     const clip::ClipConfig& cfg = model.config();
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
                 model_path.c_str(), cfg.vision.type.c_str(), (long long)cfg.vision.image_size,
                 (long long)cfg.vision.image_size, (long long)cfg.text.width, (long long)cfg.projection_dim,
                 model.logit_scale(), std::exp(model.logit_scale()));
-    if (is_default_model)
+    if (is_fixture)
       std::printf("  NOTE: this is the committed test fixture, a tiny CLIP with RANDOM weights: the labels below are\n"
                   "  meaningless. For real predictions: scripts/download_model.sh ViT-B/32, then\n"
                   "  clip_zero_shot --model ~/.cache/vislang/ViT-B-32.safetensors\n");
@@ -114,7 +115,7 @@ int main(int argc, char** argv) {
         std::printf(" %s (%.3f)%s", labels[order[k]].c_str(), row[order[k]], k + 1 < std::min<int64_t>(3, L) ? "," : "");
       std::printf("\n");
     }
-    if (is_default_model) std::printf("(random-weight fixture model: expect near-uniform, meaningless probabilities)\n");
+    if (is_fixture) std::printf("(random-weight fixture model: these probabilities say nothing about the images)\n");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "clip_zero_shot: %s\n", e.what());

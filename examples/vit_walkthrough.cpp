@@ -30,7 +30,7 @@ using namespace vislang;
 
 // One printed line per stage: name, shape, and what happened.
 static void show(const std::string& name, const Tensor& t, const std::string& note = "") {
-  std::printf("  %-32s %-16s %s\n", name.c_str(), shape_str(t.shape()).c_str(), note.c_str());
+  std::printf("  %-32s %-18s %s\n", name.c_str(), shape_str(t.shape()).c_str(), note.c_str());
 }
 
 // The image the walkthrough looks at: --image, else astronaut.png from the shared data, else noise.
@@ -93,7 +93,7 @@ static int walk_educational_vit(const example::Args& args) {
   std::string what;
   Tensor pixels = load_pixels(args, pre, what);  // (1, 3, S, S)
   std::printf("Input: %s\n", what.c_str());
-  std::printf("  %-32s %-16s %s\n", "stage", "shape", "what happened");
+  std::printf("  %-32s %-18s %s\n", "stage", "shape", "what happened");
   show("pixels", pixels, "(B, 3, S, S): " + std::to_string(c.num_patches()) + " patches of 3x" +
                              std::to_string(c.patch_size) + "x" + std::to_string(c.patch_size) + " = " +
                              std::to_string(3 * c.patch_size * c.patch_size) + " numbers each");
@@ -143,12 +143,15 @@ static int walk_clip(const example::Args& args) {
     // ModifiedResNet: stem → 4 stages → attention pool (models/clip/resnet.cpp); shapes from the config.
     const int64_t S = v.image_size, w = v.width;
     std::printf("ModifiedResNet tower (stages are private to models/clip/resnet.cpp; shapes from the config):\n");
-    std::printf("  %-32s (1, 3, %lld, %lld)\n", "pixels", (long long)S, (long long)S);
-    std::printf("  %-32s (1, %lld, %lld, %lld)\n", "stem: 3 convs + avgpool 2", (long long)w, (long long)S / 4, (long long)S / 4);
+    auto line = [](const std::string& name, const Shape& shape, const std::string& note) {
+      std::printf("  %-32s %-18s %s\n", name.c_str(), shape_str(shape).c_str(), note.c_str());
+    };
+    line("pixels", {1, 3, S, S}, "(B, 3, S, S)");
+    line("stem", {1, w, S / 4, S / 4}, "3 convs (the first stride 2) + BN + ReLU, then avgpool 2");
     for (int i = 0; i < 4; ++i) {
-      int64_t r = S / 4 / (i == 0 ? 1 : (2 << (i - 1)));
-      std::printf("  layer%-27d (1, %lld, %lld, %lld)  %lld Bottleneck(s)\n", i + 1, (long long)(w * 4 << i),
-                  (long long)r, (long long)r, (long long)v.resnet_layers[i]);
+      const int64_t r = S / (4 << i);  // layer1 keeps S/4; layer2..4 halve it (avgpool inside the block)
+      line("layer" + std::to_string(i + 1), {1, (w * 4) << i, r, r},
+           std::to_string(v.resnet_layers[i]) + " Bottleneck(s)" + (i ? ", anti-aliased stride 2" : ""));
     }
     Tensor emb = full.encode_image(pixels);
     show("attnpool (mean-token query)", emb, "the image embedding (no separate projection)");
@@ -168,7 +171,7 @@ static int walk_clip(const example::Args& args) {
 
   InferenceMode guard;
   const int64_t C = v.width, g = v.image_size / v.patch_size;
-  std::printf("  %-32s %-16s %s\n", "stage", "shape", "what happened");
+  std::printf("  %-32s %-18s %s\n", "stage", "shape", "what happened");
   show("pixels", pixels, "(B, 3, S, S)");
   Tensor x = tower.patch_embedding.forward(pixels);                // (1, C, g, g)
   show("embeddings.patch_embedding", x, "conv P x P stride P, no bias: a " + std::to_string(g) + "x" +

@@ -16,7 +16,6 @@ cd "$(dirname "$0")/.."
 ARCH="${CUDA_ARCH:-90}"
 BUILD="${BUILD_DIR:-build-gpu}"
 JOBS="${JOBS:-$(nproc)}"
-NVCC="${CUDACXX:-/usr/local/cuda/bin/nvcc}"
 START=$(date +%s)
 failed=""
 
@@ -45,8 +44,9 @@ finish() {
   exit 1
 }
 
+# nvcc: CMake honours $CUDACXX; otherwise CMakeLists.txt looks in PATH and /usr/local/cuda/bin.
 step "configure" 60 cmake -S . -B "${BUILD}" -DCMAKE_BUILD_TYPE=Release -DVISLANG_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="${ARCH}" -DCMAKE_CUDA_COMPILER="${NVCC}"
+  -DCMAKE_CUDA_ARCHITECTURES="${ARCH}"
 [ -z "${failed}" ] || finish
 step "build" 240 cmake --build "${BUILD}" -j"${JOBS}"
 [ -z "${failed}" ] || finish

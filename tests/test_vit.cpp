@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "models/vit/vision_transformer.h"
 #include "weights/safetensors.h"
 
@@ -123,6 +125,18 @@ std::vector<std::pair<std::string, Tensor>> edited(const SafeTensorsFile& src, F
 TEST_SUITE("models") {
   TEST_CASE("vit: tiny ViT matches the PyTorch fixture") {
     SafeTensorsFile f = open_fixture();
+    // The preset must be the fixture's config field for field: an eps of 1e-5 instead of 1e-6 moves the
+    // output by only ~2e-5 (measured), under the tolerance, so it is checked here directly.
+    nlohmann::json j = nlohmann::json::parse(f.metadata().at("config"));
+    ViTConfig c = ViTConfig::preset("tiny");
+    CHECK(j.at("image_size").get<int64_t>() == c.image_size);
+    CHECK(j.at("patch_size").get<int64_t>() == c.patch_size);
+    CHECK(j.at("width").get<int64_t>() == c.width);
+    CHECK(j.at("depth").get<int64_t>() == c.depth);
+    CHECK(j.at("heads").get<int64_t>() == c.heads);
+    CHECK(j.at("mlp_dim").get<int64_t>() == c.mlp_dim);
+    CHECK(j.at("eps").get<double>() == c.eps);
+    CHECK(j.at("act").get<std::string>() == activation_name(c.act));
     VisionTransformer m = load_fixture_model(f);
     Tensor pixels = f.get("pixels").to(DType::F32);  // (2, 3, 32, 32)
     Tensor expected = f.get("expected");            // (2, 64)

@@ -45,7 +45,7 @@ struct ViTConfig {
   int64_t depth = 12;        // number of transformer blocks
   int64_t heads = 12;        // attention heads; C must be a multiple of heads
   int64_t mlp_dim = 3072;    // M: hidden width of each block's MLP
-  double eps = 1e-5;         // LayerNorm epsilon (timm / the original ViT; torch's default is 1e-5)
+  double eps = 1e-6;         // LayerNorm epsilon (timm / the original ViT; torch's default is 1e-5)
   Activation act = Activation::GELU;  // erf GELU, torch.nn.GELU()
 
   int64_t grid() const { return image_size / patch_size; }    // patches per side
