@@ -4,8 +4,6 @@
 //
 // Not an example itself (CMake builds only examples/*.cpp). Nothing here is part of the library.
 #pragma once
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>

@@ -4,7 +4,7 @@
 //
 //   build/bin/vit_walkthrough                         the tiny educational ViT (models/vit/), random weights
 //   build/bin/vit_walkthrough --image photo.jpg       ... on your own picture (default: astronaut.png)
-//   build/bin/vit_walkthrough --preset vit-b/16       ... at ViT-Base/16 size (random weights, ~1 s)
+//   build/bin/vit_walkthrough --preset vit-b/16       ... at ViT-Base/16 size (random weights, a few s)
 //   build/bin/vit_walkthrough --model PATH            a CLIP vision tower, stage by stage: a Hugging Face
 //                                                     CLIP folder or a converted .safetensors
 //                                                     (scripts/download_model.sh ViT-B/32)

@@ -4,7 +4,7 @@
 // vit_tiny.safetensors ("model.*" weights, "pixels", "expected") → VisionTransformer::load under the
 // "model" scope → forward → compared with "expected":
 //   max |got - ref| <= 1e-5 * max(1, max |ref|), and per-row cosine >= 0.99999,
-// on the optimized CPU kernels and on the plain-loop reference kernels.
+// on the optimized CPU kernels, on the plain-loop reference kernels, and on CUDA when a GPU is present.
 // Also: a mis-shaped, a missing and an unexpected weight each give an error naming the full tensor
 // path (and both shapes), random init is deterministic, and the stage hook reports every stage.
 #include <doctest/doctest.h>
@@ -148,6 +148,19 @@ TEST_SUITE("models") {
     // One image at a time gives the same rows (batching does not mix images).
     Tensor one = m.forward(pixels.narrow(0, 1, 1));
     check_close(one, expected.narrow(0, 1, 1), "vit tiny (batch of 1)");
+  }
+
+  TEST_CASE("vit: tiny ViT on CUDA matches the PyTorch fixture") {
+    if (cuda_device_count() == 0) {
+      MESSAGE(str("skipped: ", cuda_built() ? "no CUDA GPU on this machine" : "vislang was built without CUDA"));
+      return;
+    }
+    SafeTensorsFile f = open_fixture();
+    WeightScope root(f, Device::cuda(0));
+    VisionTransformer m;
+    m.load(root.sub("model"), ViTConfig::preset("tiny"));
+    Tensor got = m.forward(f.get("pixels").to(Device::cuda(0), DType::F32)).to(Device::cpu());
+    check_close(got, f.get("expected"), "vit tiny (cuda)");
   }
 
   TEST_CASE("vit: the stage hook reports every stage with its shape") {
