@@ -176,6 +176,8 @@ double peak_rss_mib() {
   return ru.ru_maxrss / 1024.0;  // Linux: kilobytes
 }
 
+// Sizes of the checkpoint's tensors. `params` counts every tensor element in the file (BatchNorm
+// running statistics included, so RN50 shows slightly more than its trainable parameters).
 struct WeightStats {
   int64_t params = 0, vision_params = 0, text_params = 0;
   double bytes = 0, vision_bytes = 0, text_bytes = 0;  // at the model's dtype
@@ -341,8 +343,9 @@ int bench_main(const Parsed& a) {
   if (tower != "image") std::printf("%-12s %12.2f %12.2f\n", "text", text_ms, batch * 1000.0 / text_ms);
   std::printf("\nweights:  %.1f MiB at %s (%lld parameters; image tower %.1f MiB, text tower %.1f MiB)\n", ws.bytes / mib,
               dtype_name(rt.dtype), (long long)ws.params, ws.vision_bytes / mib, ws.text_bytes / mib);
-  std::printf("peak RSS: %.1f MiB (this process; load %.2f s%s)\n", rss, load_s,
-              random ? str(", random weights written by a child process in ", gen_s, " s").c_str() : "");
+  char gen_note[96] = "";
+  if (random) std::snprintf(gen_note, sizeof gen_note, ", random weights written by a child process in %.1f s", gen_s);
+  std::printf("peak RSS: %.1f MiB (this process; load %.2f s%s)\n", rss, load_s, gen_note);
   return 0;
 }
 
