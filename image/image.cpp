@@ -162,7 +162,6 @@ std::string png_repair(const uint8_t* d, size_t n, std::vector<uint8_t>& repaire
   repaired.assign(d, d + 8);
   std::vector<uint8_t> idat;
   size_t p = 8;
-  bool ended = false;
   while (p + 8 <= n) {
     uint32_t len = be32(d + p);
     const uint8_t* type = d + p + 4;
@@ -179,13 +178,9 @@ std::string png_repair(const uint8_t* d, size_t n, std::vector<uint8_t>& repaire
     repaired.insert(repaired.end(), d + p + 8, d + p + 8 + take);
     const uint8_t crc[4] = {0, 0, 0, 0};  // stb does not check CRCs
     repaired.insert(repaired.end(), crc, crc + 4);
-    if (cut) {
-      ended = true;
-      break;
-    }
+    if (cut) break;
     p += 12 + len;
   }
-  (void)ended;
   // Inflate what is there and count the bytes we get.
   z_stream zs{};
   if (inflateInit(&zs) != Z_OK) return "truncated PNG (zlib init failed)";
@@ -305,7 +300,7 @@ Image decode_named(const uint8_t* data, size_t n, const std::string& name, const
     fail(fn, name, "unsupported or unrecognised image format (not JPEG, PNG, BMP or GIF)");
   else
     fail(fn, name, str("unsupported image format (", fmt, "); supported: JPEG, PNG, BMP, GIF"));
-  if (!err.empty()) fail(fn, name, err + " [" + fmt + "]");
+  if (!err.empty()) VL_FAIL(fn, ": '", name, "' (", fmt, "): ", err);
   if (out.width <= 0 || out.height <= 0) fail(fn, name, "decoded an empty image");
   return out;
 }

@@ -127,15 +127,23 @@ Image horizontal_pass(const uint8_t* src, int src_w, int rows, int col0, const W
 Image vertical_pass(const uint8_t* src, int src_w, int row0, int col0, const Weights& wv, int out_w, int out_h) {
   Image out = Image::blank(out_w, out_h);
   const size_t in_stride = static_cast<size_t>(src_w) * 3, n = static_cast<size_t>(out_w) * 3;
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(out_h) * out_w * wv.ksize > (1 << 18))
-  for (int yy = 0; yy < out_h; ++yy) {
-    const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
-    const uint8_t* base = src + static_cast<size_t>(wv.first[yy] - row0) * in_stride + static_cast<size_t>(col0) * 3;
-    uint8_t* o = &out.rgb[static_cast<size_t>(yy) * n];
-    for (size_t xc = 0; xc < n; ++xc) {
-      int ss = 1 << (kPrecisionBits - 1);
-      for (int y = 0; y < wv.count[yy]; ++y) ss += base[static_cast<size_t>(y) * in_stride + xc] * k[y];
-      o[xc] = clip8(ss);
+#pragma omp parallel if (static_cast<int64_t>(out_h) * out_w * wv.ksize > (1 << 18))
+  {
+    // Row-at-a-time accumulation (cache-friendly, vectorizable); integer sums, so the order of the
+    // additions does not change the result.
+    std::vector<int32_t> acc(n);
+#pragma omp for schedule(static)
+    for (int yy = 0; yy < out_h; ++yy) {
+      const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
+      const uint8_t* base = src + static_cast<size_t>(wv.first[yy] - row0) * in_stride + static_cast<size_t>(col0) * 3;
+      std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+      for (int y = 0; y < wv.count[yy]; ++y) {
+        const uint8_t* row = base + static_cast<size_t>(y) * in_stride;
+        const int32_t ky = k[y];
+        for (size_t xc = 0; xc < n; ++xc) acc[xc] += row[xc] * ky;
+      }
+      uint8_t* o = &out.rgb[static_cast<size_t>(yy) * n];
+      for (size_t xc = 0; xc < n; ++xc) o[xc] = clip8(acc[xc]);
     }
   }
   return out;

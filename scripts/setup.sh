@@ -6,7 +6,7 @@
 #                                 never needed by CI or the C++ tests.
 set -euo pipefail
 
-PKGS=(build-essential cmake libeigen3-dev libstb-dev doctest-dev nlohmann-json3-dev zlib1g-dev python3)
+PKGS=(build-essential cmake libeigen3-dev libstb-dev doctest-dev nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,7 +12,6 @@
 // so JPEG inputs then get a bound of 3 levels after resize and their exact-decode checks are skipped
 // with a message. Normalized tensors: |diff| <= 1e-5 + L / 255 / std[c], L the pixel bound above.
 #include <doctest/doctest.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -23,7 +22,6 @@
 #include <filesystem>
 #include <functional>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -67,7 +65,7 @@ std::string resolve(const std::string& p) {
   return fixture_dir() + "/" + p;
 }
 
-bool skip_if_no_shared(const char* what) {
+bool skip_if_no_shared(const std::string& what) {  // (std::string: doctest prints char* as an address)
   if (!test::shared_dir().empty()) return false;
   MESSAGE("SKIPPED ", what, " on the shared photos: ../shared not found (set VISLANG_SHARED_DIR)");
   return true;
