@@ -59,9 +59,12 @@ double clock_from_brand(const std::string& brand) {
 }
 
 double clock_from_sysfs() {  // intel_pstate / amd-pstate publish the base clock in kHz
-  std::ifstream f("/sys/devices/system/cpu/cpu0/cpufreq/base_frequency");
-  double khz = 0;
-  if (f >> khz && khz > 0) return khz / 1e6;
+  for (const char* path : {"/sys/devices/system/cpu/cpu0/cpufreq/base_frequency",
+                           "/sys/devices/system/cpu/cpu0/cpufreq/amd_pstate_nominal_freq"}) {
+    std::ifstream f(path);
+    double khz = 0;
+    if (f >> khz && khz > 0) return khz / 1e6;
+  }
   return 0;
 }
 
@@ -143,7 +146,7 @@ CpuInfo detect() {
   if ((ci.clock_ghz = clock_from_brand(ci.brand)) > 0) {
     ci.clock_source = "brand string";
   } else if ((ci.clock_ghz = clock_from_sysfs()) > 0) {
-    ci.clock_source = "cpufreq base_frequency";
+    ci.clock_source = "cpufreq sysfs";
   } else if ((ci.clock_ghz = clock_from_proc_cpuinfo()) > 0) {
     ci.clock_source = "/proc/cpuinfo";
   } else {

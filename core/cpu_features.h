@@ -26,7 +26,7 @@ struct CpuInfo {
   bool amx_tile = false, amx_bf16 = false, amx_int8 = false;
 
   double clock_ghz = 0;      // nominal clock used for the peak figure
-  std::string clock_source;  // "brand string", "cpufreq base_frequency", "/proc/cpuinfo", "fallback"
+  std::string clock_source;  // "brand string", "cpufreq sysfs", "/proc/cpuinfo", "fallback ..."
   int logical_cpus = 0;      // std::thread::hardware_concurrency()
   int omp_threads = 1;       // omp_get_max_threads() when cpu_info() first ran
 

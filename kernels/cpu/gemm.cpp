@@ -2,20 +2,23 @@
 // blocking, OpenMP, fused bias + activation. See gemm.h for the contract.
 //
 // The loop nest, per thread (each thread owns a block of C; see partition()):
-//   for pc in K step KC                      A block (thread's rows × KC) packed once per pc
-//     for jb in thread's N range step NB     B block (KC × NB) packed here, stays in L2
-//       for i in thread's rows step MR       A micro-panel (KC × MR) stays in L1
-//         for j in jb step NR                B micro-panel (KC × NR) streams from L2
-//           micro-kernel: C[i:i+MR, j:j+NR] (+)= alpha · Apanel · Bpanel; on the last pc also
-//                         + bias, activation — so the epilogue runs once per tile on full sums.
+//   for pc in K step KC                      KC <= 768: C is read-modified-written K/KC times
+//     for ic in thread's rows step MC        A block (MC × KC, <= 8 MiB) packed here, stays in L3
+//       for jb in thread's N range step NB   B block (KC × NB, 512 KiB) packed here, stays in L2
+//         for i in ic step MR                A micro-panel (KC × MR) stays in L1
+//           for j in jb step NR              B micro-panel (KC × NR) streams from L2
+//             micro-kernel: C[i:i+MR, j:j+NR] (+)= alpha · Apanel · Bpanel; on the last pc also
+//                           + bias, activation — so the epilogue runs once per tile on full sums.
 // Packed panels are k-major: A panel [k][MR], B panel [k][NR], zero-padded past M/N edges, so the
 // kernels never branch on edges except when storing.
 //
 // Micro-kernel choice on Zen4 (AVX-512 executed as 2×256-bit: one 512-bit FMA per cycle per core):
-// 8 rows × 48 columns = 24 zmm accumulators + 3 B vectors + 1 broadcast. Per k it does 24 FMAs for
-// 3 B loads and 8 broadcasts, keeping the load ports well under their limit, and 8 | 1600 (ViT-B/32
-// tokens at batch 32), 48 | 768, 2304, 3072. Measured alternatives: 6×64, 12×32, 14×32 (see the
-// bench notes in the report of the commit that added this file).
+// 8 rows × 48 columns = 24 zmm accumulators + 3 B vectors + 1 broadcast; per k, 24 FMAs for 3 B
+// loads and 8 broadcasts. Kernel-only (one thread, B block in L2) 8×48, 6×64, 4×64, 12×32, 14×32
+// and 7×48 all ran at 105-114 GFLOP/s (the FMA-loop peak of one core is ~110-117), so the shape was
+// picked for the rest: 8 | 1600 (ViT-B/32 tokens at batch 32), 48 | 768, 2304, 3072, and 8 rows
+// pack with 8×8 register transposes. Whole sgemm, 2 threads, quiet machine: ~215 GFLOP/s at
+// 1600×768×3072 and 1600×3072×768 (~95 % of the FMA-loop peak; torch 2.15/MKL: 180-205).
 #include "kernels/cpu/gemm.h"
 
 #include <omp.h>
@@ -53,6 +56,9 @@
 #endif
 #ifndef VL_GEMM_L2_BYTES  // bytes of L2 the packed B block may use
 #define VL_GEMM_L2_BYTES (512 * 1024)
+#endif
+#ifndef VL_GEMM_L3_BYTES  // bytes of L3 one thread's packed A block may use
+#define VL_GEMM_L3_BYTES (8 * 1024 * 1024)
 #endif
 
 namespace vislang::cpu {
@@ -148,8 +154,10 @@ struct GenericIsa {
 // ---- vector math shared by the SIMD epilogues ------------------------------------------------------
 // exp: x = n·ln2 + r, |r| <= ln2/2, e^r by the Cephes expf minimax polynomial (~1 ulp), times 2^n.
 // erf: x·P(x²)/Q(x²) on [-4, 4] (erf(±4) = ±1 in f32): the rational approximation used by XLA and
-// Eigen, max abs error ~1e-7 against double erf. gelu_tanh and quick_gelu use
-// 0.5·(1 + tanh(u)) = 1 / (1 + e^(-2u)), so they need only exp and one division.
+// Eigen. Measured against double: erf abs error <= 4e-7, exp relative error <= 1.2e-7; the fused
+// gelu / gelu_tanh / quick_gelu stay within 1e-6 absolute for |x| <= 10 (gelu's relative error
+// grows in the far negative tail, where 1 + erf cancels — as in any f32 gelu). gelu_tanh and
+// quick_gelu use 0.5·(1 + tanh(u)) = 1 / (1 + e^(-2u)), so they need only exp and one division.
 constexpr float kExpP[6] = {1.9875691500E-4f, 1.3981999507E-3f, 8.3334519073E-3f,
                             4.1665795894E-2f, 1.6666665459E-1f, 5.0000001201E-1f};
 constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f, kLog2e = 1.44269504088896341f;
@@ -569,27 +577,30 @@ void gemm_block(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1
   const int64_t kblocks = ceil_div(K, Isa::KC_MAX);
   const int64_t KC = round_up(ceil_div(K, kblocks), 8);  // equal K blocks, no sliver at the end
   const int64_t NB = std::max<int64_t>(NR, (VL_GEMM_L2_BYTES / int64_t(sizeof(float) * KC)) / NR * NR);
-  const int64_t mpad = round_up(m1 - m0, MR);
-  float* apack = tl_pack_a.get(size_t(mpad * KC));
+  const int64_t MC = std::max<int64_t>(MR, (VL_GEMM_L3_BYTES / int64_t(sizeof(float) * KC)) / MR * MR);
+  float* apack = tl_pack_a.get(size_t(std::min(MC, round_up(m1 - m0, MR)) * KC));
   float* bpack = tl_pack_b.get(size_t(std::min(NB, round_up(n1 - n0, NR)) * KC));
 
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = std::min(KC, K - pc);
-    for (int64_t i = m0; i < m1; i += MR)
-      Isa::pack_a(apack + (i - m0) * kc, p.A + i * p.lar + pc * p.lac, p.lar, p.lac, kc,
-                  int(std::min<int64_t>(MR, m1 - i)));
     Epilogue ep{p.alpha, pc == 0, pc + kc == K, nullptr, p.act};
-    for (int64_t jb = n0; jb < n1; jb += NB) {
-      const int64_t nb = std::min(NB, n1 - jb);
-      for (int64_t j = 0; j < nb; j += NR)
-        Isa::pack_b(bpack + j * kc, p.B + pc * p.lbr + (jb + j) * p.lbc, p.lbr, p.lbc, kc,
-                    int(std::min<int64_t>(NR, nb - j)));
-      for (int64_t i = m0; i < m1; i += MR) {
-        const int mv = int(std::min<int64_t>(MR, m1 - i));
-        for (int64_t j = 0; j < nb; j += NR) {
-          ep.bias = p.bias ? p.bias + jb + j : nullptr;
-          Isa::kernel(kc, apack + (i - m0) * kc, bpack + j * kc, p.C + i * p.N + jb + j, p.N, mv,
-                      int(std::min<int64_t>(NR, nb - j)), ep);
+    for (int64_t ic = m0; ic < m1; ic += MC) {  // one block for M <= ~2700 rows per thread
+      const int64_t ic1 = std::min(m1, ic + MC);
+      for (int64_t i = ic; i < ic1; i += MR)
+        Isa::pack_a(apack + (i - ic) * kc, p.A + i * p.lar + pc * p.lac, p.lar, p.lac, kc,
+                    int(std::min<int64_t>(MR, ic1 - i)));
+      for (int64_t jb = n0; jb < n1; jb += NB) {
+        const int64_t nb = std::min(NB, n1 - jb);
+        for (int64_t j = 0; j < nb; j += NR)
+          Isa::pack_b(bpack + j * kc, p.B + pc * p.lbr + (jb + j) * p.lbc, p.lbr, p.lbc, kc,
+                      int(std::min<int64_t>(NR, nb - j)));
+        for (int64_t i = ic; i < ic1; i += MR) {
+          const int mv = int(std::min<int64_t>(MR, ic1 - i));
+          for (int64_t j = 0; j < nb; j += NR) {
+            ep.bias = p.bias ? p.bias + jb + j : nullptr;
+            Isa::kernel(kc, apack + (i - ic) * kc, bpack + j * kc, p.C + i * p.N + jb + j, p.N, mv,
+                        int(std::min<int64_t>(NR, nb - j)), ep);
+          }
         }
       }
     }
