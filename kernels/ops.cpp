@@ -8,6 +8,8 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/prepack.h"  // prepack_linear_weight: the CPU backend's weight registry
+
 namespace vislang::ops {
 
 namespace {
@@ -402,6 +404,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activat
   out_shape.back() = weight.size(0);
   Tensor x2 = x.reshape({-1, x.size(-1)});
   return matmul(x2, weight, false, true, bias, act).view(out_shape);
+}
+
+void prepack_linear_weight(const Tensor& weight) {
+  VL_CHECK(weight.defined(), "prepack_linear_weight: undefined weight");
+  if (weight.dim() != 2 || !weight.device().is_cpu()) return;  // only the CPU backend packs
+  cpu::register_prepacked_weight(weight);
 }
 
 // ---- attention ------------------------------------------------------------------------------------

@@ -77,6 +77,15 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // PyTorch convention: x (..., in), W (out, in), b (out) -> (..., out).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
               Activation act = Activation::NONE);
+// Inference-time promise that `weight` (out, in) will not be modified in place from now on, so the
+// CPU backend may keep it packed in the layout its GEMM micro-kernel reads instead of repacking it
+// in every linear(x, weight) — at small batch that packing costs as much as the multiply. The
+// panels are made on the first product that uses them and live as long as the weight's storage
+// (memory: one f32 copy of the weight). Writing to a prepacked weight in place afterwards gives
+// stale results: training code must not prepack. A no-op for weights that are not f32 / f16 / bf16
+// on the CPU, or not 2-D. Results are bit-identical to the unpacked path. nn::Linear::load and
+// nn::Conv2d::load (patch embeddings) call it by default.
+void prepack_linear_weight(const Tensor& weight);
 
 // ---- attention ----------------------------------------------------------------------------------
 struct AttentionOptions {

@@ -4,6 +4,11 @@
 // Each module has `load(scope, sizes...)`, which reads its tensors through a WeightScope (names,
 // shapes and dtypes checked; errors name the full tensor path and both shapes), and a const
 // `forward`. Modules hold Tensors only; they do not know which device they are on.
+//
+// Loading is for inference: Linear::load and Conv2d::load prepack their weight by default
+// (ops::prepack_linear_weight — the CPU GEMM keeps it in its panel layout instead of repacking it on
+// every call), which promises that the weight is never modified in place afterwards. Training code
+// (anything that updates weights in place) must pass prepack = false.
 #pragma once
 #include "kernels/ops.h"
 #include "weights/safetensors.h"
@@ -13,7 +18,8 @@ namespace vislang::nn {
 // y = x Wᵀ + b, W (out, in) as in PyTorch. act is fused into the matmul epilogue.
 struct Linear {
   Tensor weight, bias;  // (out, in), (out) or undefined
-  void load(const WeightScope& s, int64_t in, int64_t out, bool has_bias = true, DType dt = DType::F32);
+  void load(const WeightScope& s, int64_t in, int64_t out, bool has_bias = true, DType dt = DType::F32,
+            bool prepack = true);
   Tensor forward(const Tensor& x, Activation act = Activation::NONE) const {
     return ops::linear(x, weight, bias, act);
   }
@@ -29,8 +35,10 @@ struct LayerNorm {
 struct Conv2d {
   Tensor weight, bias;  // (O, C, kh, kw), (O) or undefined
   ops::Conv2dOptions opt;
+  // prepack: a patch embedding (stride == k, no padding) runs as one GEMM against the weight's
+  // (out, in·k·k) matrix, which is prepacked like a Linear weight; other convs ignore it.
   void load(const WeightScope& s, int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad, bool has_bias,
-            DType dt = DType::F32);
+            DType dt = DType::F32, bool prepack = true);
   Tensor forward(const Tensor& x) const { return ops::conv2d(x, weight, bias, opt); }
 };
 

@@ -207,6 +207,14 @@ std::vector<OpCase> all_cases() {
           {rnd({2, 17, 96}, t, seed++), rnd({80, 96}, t, seed++, -0.3, 0.3), rnd({80}, t, seed++)},
           one([act](auto& in) { return ops::linear(in[0], in[1], in[2], act); }), for_dtype({1e-5, 1e-5}, t));
     }
+    // A prepacked weight (ops::prepack_linear_weight): the optimized run multiplies with its panels.
+    add(str("linear prepacked+bias+quick_gelu ", dn(t), " (50,768)x(100,768)"),
+        {rnd({50, 768}, t, seed++), rnd({100, 768}, t, seed++, -0.3, 0.3), rnd({100}, t, seed++)},
+        one([](auto& in) {
+          ops::prepack_linear_weight(in[1]);
+          return ops::linear(in[0], in[1], in[2], Activation::QUICK_GELU);
+        }),
+        for_dtype({std::sqrt(768.0) * 2e-7 + 1e-5, 1e-5}, t));
     add("matmul broadcast batch (2,1,7,9)x(3,9,5) alpha 0.5 " + dn(t), {rnd({2, 1, 7, 9}, t, seed++), rnd({3, 9, 5}, t, seed++)},
         one([](auto& in) { return ops::matmul(in[0], in[1], false, false, Tensor(), Activation::NONE, 0.5); }),
         for_dtype({1e-6, 1e-5}, t));
@@ -352,5 +360,120 @@ TEST_SUITE("cuda") {
   TEST_CASE("CUDA kernels match the reference on every op case") {
     REQUIRE(cuda_device_count() > 0);
     run_all(Device::cuda(0));
+  }
+}
+
+// ---- prepacked weights (ops::prepack_linear_weight) --------------------------------------------------
+// The harness cases above compare with the reference; these check the two promises of the registry:
+// the packed path is bit-identical to the unpacked one, and a dead weight's panels are never used.
+#include "kernels/cpu/prepack.h"
+
+namespace {
+
+// Exact equality, element by element (the outputs are finite).
+void check_bit_identical(const Tensor& a, const Tensor& b, const std::string& what) {
+  REQUIRE(a.shape() == b.shape());
+  std::vector<float> x = a.to(DType::F32).to_vector<float>(), y = b.to(DType::F32).to_vector<float>();
+  int64_t diff = 0;
+  for (size_t i = 0; i < x.size(); ++i) diff += x[i] != y[i];
+  CHECK_MESSAGE(diff == 0, what << ": " << diff << " of " << x.size() << " elements differ");
+}
+
+}  // namespace
+
+TEST_SUITE("ops") {
+  TEST_CASE("prepacked linear and patch-conv weights match the reference and the unpacked path bit for bit") {
+    CpuModeGuard g(CpuMode::OPTIMIZED);
+    uint64_t seed = 9001;
+    struct LC { Shape x; int64_t out; bool transposed_w; Activation act; };
+    // K = 1000 spans two K blocks of the AVX-512 kernel; N = 49 and 100 leave partial panels; the
+    // transposed weight ((in, out) stored, used as its (out, in) view) packs through another path.
+    const LC lcs[] = {{{1, 50, 768}, 100, false, Activation::QUICK_GELU}, {{3, 7, 1000}, 49, false, Activation::NONE},
+                      {{1, 96}, 80, true, Activation::GELU}, {{5, 33, 64}, 16, false, Activation::RELU}};
+    for (DType t : kFloatTypes)
+      for (const LC& c : lcs) {
+        const int64_t in = c.x.back();
+        Tensor x = rnd(c.x, t, seed++);
+        Tensor w = c.transposed_w ? rnd({in, c.out}, t, seed++, -0.3, 0.3).t() : rnd({c.out, in}, t, seed++, -0.3, 0.3);
+        Tensor b = rnd({c.out}, t, seed++);
+        const std::string what = str("linear ", dn(t), " x", shape_str(c.x), " out ", c.out, c.transposed_w ? " Wᵀ" : "");
+        Tensor unpacked = ops::linear(x, w.clone(), b, c.act);  // a copy: never registered
+        ops::prepack_linear_weight(w);
+        const int64_t hits0 = cpu::prepack_stats().hits;
+        Tensor packed = ops::linear(x, w, b, c.act);   // packs on first use
+        Tensor again = ops::linear(x, w, b, c.act);    // reuses the panels
+        CHECK_MESSAGE(cpu::prepack_stats().hits == hits0 + 2, what << ": the prepacked path did not run");
+        check_bit_identical(packed, unpacked, what + " (first use)");
+        check_bit_identical(again, unpacked, what + " (reuse)");
+        Tensor ref;
+        {
+          CpuModeGuard r(CpuMode::REFERENCE);
+          ref = ops::linear(x, w, b, c.act);
+        }
+        auto cmp = test::compare(packed, ref, for_dtype({std::sqrt(double(in)) * 2e-7 + 1e-5, 1e-5}, t));
+        CHECK_MESSAGE(cmp.ok, what << " vs reference: " << cmp.message);
+      }
+    // Patch embedding (stride = kernel, no padding), rectangular kernel, unused last input row.
+    for (DType t : kFloatTypes) {
+      Tensor x = rnd({2, 3, 10, 10}, t, seed++), w = rnd({40, 3, 3, 2}, t, seed++, -0.5, 0.5), b = rnd({40}, t, seed++);
+      const ops::Conv2dOptions o{3, 2, 0, 0, 1, 1};
+      Tensor unpacked = ops::conv2d(x, w.clone(), b, o);
+      ops::prepack_linear_weight(w.view({40, 18}));
+      const int64_t hits0 = cpu::prepack_stats().hits;
+      Tensor packed = ops::conv2d(x, w, b, o);
+      CHECK(cpu::prepack_stats().hits == hits0 + 1);
+      check_bit_identical(packed, unpacked, "patch conv2d " + dn(t));
+      Tensor ref;
+      {
+        CpuModeGuard r(CpuMode::REFERENCE);
+        ref = ops::conv2d(x, w, b, o);
+      }
+      auto cmp = test::compare(packed, ref, for_dtype({std::sqrt(18.0) * 2e-7 + 1e-6, 1e-5}, t));
+      CHECK_MESSAGE(cmp.ok, "patch conv2d " << dn(t) << " vs reference: " << cmp.message);
+    }
+  }
+
+  TEST_CASE("a prepacked weight whose storage died never lends its panels to a tensor at the same address") {
+    CpuModeGuard g(CpuMode::OPTIMIZED);
+    Tensor x = rnd({50, 256}, DType::F32, 77);
+    Tensor w = rnd({96, 256}, DType::F32, 78);
+    ops::prepack_linear_weight(w);
+    Tensor y_old = ops::linear(x, w);  // packs w's panels
+    const int64_t entries = cpu::prepack_stats().entries;
+    const void* old_ptr = w.data_ptr();
+    w = Tensor();  // the storage dies; its block goes back to the caching allocator
+    // A new weight of the same size: the caching allocator hands back the same block.
+    Tensor w2 = Tensor::empty({96, 256});
+    w2.copy_(rnd({96, 256}, DType::F32, 79));
+    CHECK_MESSAGE(w2.data_ptr() == old_ptr, "the allocator did not reuse the block; the check below is weaker");
+    const int64_t hits0 = cpu::prepack_stats().hits;
+    Tensor y_new = ops::linear(x, w2);
+    CHECK(cpu::prepack_stats().hits == hits0);  // not served from the dead entry
+    Tensor ref;
+    {
+      CpuModeGuard r(CpuMode::REFERENCE);
+      ref = ops::linear(x, w2);
+    }
+    auto cmp = test::compare(y_new, ref, {std::sqrt(256.0) * 2e-7 + 1e-5, 1e-5});
+    CHECK_MESSAGE(cmp.ok, "linear with the new weight vs reference: " << cmp.message);
+    // Registering the new tensor packs its own values; the dead entry is swept.
+    ops::prepack_linear_weight(w2);
+    CHECK(cpu::prepack_stats().entries <= entries);
+    check_bit_identical(ops::linear(x, w2), y_new, "re-registered weight");
+    CHECK(cpu::prepack_stats().hits == hits0 + 1);
+  }
+}
+
+TEST_SUITE("ops") {
+  TEST_CASE("sgemm's edge-tile kernels give the same bits as full tiles") {
+    // M = 50 ends in a 2-row tile that runs a narrower micro-kernel; rows computed inside full tiles
+    // (M = 64) must be bit-identical, for every number of leftover rows.
+    CpuModeGuard g(CpuMode::OPTIMIZED);
+    Tensor x = rnd({64, 300}, DType::F32, 4242), w = rnd({70, 300}, DType::F32, 4243, -0.3, 0.3), b = rnd({70}, DType::F32, 4244);
+    Tensor full = ops::linear(x, w, b, Activation::GELU);
+    for (int64_t m = 1; m <= 9; ++m) {
+      Tensor part = ops::linear(x.narrow(0, 0, 48 + m), w, b, Activation::GELU);
+      check_bit_identical(part, full.narrow(0, 0, 48 + m), str("M = ", 48 + m));
+    }
   }
 }

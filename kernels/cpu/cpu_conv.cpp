@@ -2,10 +2,14 @@
 //
 // conv2d, per image n: cols (C·kh·kw, OH·OW) = im2col(x[n]) (zero padding, stride, dilation), then
 // out[n] (O, OH·OW) = W (O, C·kh·kw) @ cols with sgemm, then + bias per output channel. A 1×1
-// stride-1 unpadded conv skips im2col (cols is x[n] itself); a ViT patch embedding (stride = kernel,
-// no padding) is the same path, where im2col is just the patch permute. Images run in parallel (one
-// sgemm per thread) when there are at least as many as threads; otherwise one after another, each
-// im2col and sgemm using every thread. f16 / bf16 are converted to f32 first and rounded back.
+// stride-1 unpadded conv skips im2col (cols is x[n] itself). Images run in parallel (one sgemm per
+// thread) when there are at least as many as threads; otherwise one after another, each im2col and
+// sgemm using every thread. f16 / bf16 are converted to f32 first and rounded back.
+// A patch embedding (stride = kernel, no padding, no dilation: the ViT stem) is one GEMM over all
+// images instead: patches (N·OH·OW, C·kh·kw) @ Wᵀ + bias (fused) -> (N·OH·OW, O), then a transpose
+// into NCHW. One large product keeps the micro-kernel busy at batch 1 (49 patch rows) and at batch 32
+// alike, and Wᵀ is the prepacked operand when the weight was registered (kernels/cpu/prepack.h).
+// Each output element sums the same K blocks in the same order as the per-image path.
 // avg_pool2d: PyTorch semantics (count_include_pad, ceil_mode; the output size comes from out),
 // parallel over (n, c) planes.
 #include <omp.h>
@@ -14,6 +18,7 @@
 
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/prepack.h"
 
 namespace vislang::cpu_kernels {
 namespace {
@@ -55,6 +60,63 @@ void im2col(float* cols, const float* x, const ConvGeometry& g, bool parallel) {
   }
 }
 
+// patches (N·OH·OW, C·KH·KW): row (n, oy, ox), column (c, ky, kx) = x (N, C, H, W) at
+// (oy·KH + ky, ox·KW + kx) — stride = kernel, no padding, no dilation; x of any float dtype.
+void gather_patches(float* patches, const char* px, DType t, int64_t N, const ConvGeometry& g) {
+  const int64_t CKK = g.C * g.KH * g.KW, es = static_cast<int64_t>(dtype_size(t));
+#pragma omp parallel for schedule(static) if (N * g.OH > 1 && N * g.OH * g.OW * CKK >= kParallelMin)
+  for (int64_t row = 0; row < N * g.OH; ++row) {  // one row of patches: (n, oy)
+    const int64_t n = row / g.OH, oy = row % g.OH;
+    for (int64_t ox = 0; ox < g.OW; ++ox) {
+      float* d = patches + (row * g.OW + ox) * CKK;
+      for (int64_t ch = 0; ch < g.C; ++ch)
+        for (int64_t ky = 0; ky < g.KH; ++ky) {
+          const int64_t src = ((n * g.C + ch) * g.H + oy * g.KH + ky) * g.W + ox * g.KW;
+          float* dd = d + (ch * g.KH + ky) * g.KW;
+          if (t == DType::F32) std::memcpy(dd, reinterpret_cast<const float*>(px) + src, static_cast<size_t>(g.KW) * sizeof(float));
+          else load_f32(dd, px + src * es, t, g.KW);
+        }
+    }
+  }
+}
+
+// out (N, O, OH, OW) = patch-embedding conv of x (N, C, H, W) with w (O, C, KH, KW) + bias (O).
+void conv2d_patches(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeometry& g) {
+  const int64_t N = x.size(0), O = w.size(0), CKK = g.C * g.KH * g.KW, P = g.OH * g.OW, rows = N * P;
+  float* patches = scratch(0, static_cast<size_t>(rows * CKK));
+  gather_patches(patches, byte_ptr(x), x.dtype(), N, g);
+  std::vector<float> b_f32;
+  const float* bp = nullptr;
+  if (bias.defined()) bp = bias.dtype() == DType::F32 ? bias.data<const float>() : (b_f32 = to_f32_vector(bias), b_f32.data());
+  float* y = scratch(1, static_cast<size_t>(rows * O));  // (N·P, O)
+  const Tensor wt = w.view({O, CKK}).t();                 // (CKK, O): B of the GEMM, a view
+  if (auto packed = cpu::find_prepacked(wt)) {
+    cpu::sgemm_prepacked(rows, 1.0f, patches, CKK, 1, *packed, y, bp, Activation::NONE);
+  } else {
+    std::vector<float> w_f32;
+    const float* wp = w.dtype() == DType::F32 ? w.data<const float>() : (w_f32 = to_f32_vector(w), w_f32.data());
+    cpu::sgemm(rows, O, CKK, 1.0f, patches, CKK, 1, wp, 1, CKK, y, bp, Activation::NONE);
+  }
+  // (N·P, O) -> (N, O, P) in 32 × 32 tiles, rounded to out's dtype.
+  constexpr int64_t kT = 32;
+  const int64_t tp = (P + kT - 1) / kT, to = (O + kT - 1) / kT;
+  char* py = byte_ptr(out);
+  const int64_t ey = esize(out);
+#pragma omp parallel for schedule(static) if (N * tp * to > 1 && rows * O >= kParallelMin)
+  for (int64_t item = 0; item < N * tp * to; ++item) {
+    const int64_t n = item / (tp * to), p0 = (item / to) % tp * kT, o0 = item % to * kT;
+    const int64_t p1 = std::min(P, p0 + kT), o1 = std::min(O, o0 + kT);
+    float tile[kT][kT];
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t o = o0; o < o1; ++o) tile[o - o0][p - p0] = y[(n * P + p) * O + o];
+    for (int64_t o = o0; o < o1; ++o) {
+      const int64_t dst = (n * O + o) * P + p0;
+      if (out.dtype() == DType::F32) std::memcpy(out.data<float>() + dst, tile[o - o0], static_cast<size_t>(p1 - p0) * sizeof(float));
+      else store_f32(py + dst * ey, out.dtype(), tile[o - o0], p1 - p0);
+    }
+  }
+}
+
 }  // namespace
 
 // out (N, O, OH, OW) = conv(in0 x (N, C, H, W), in1 w (O, C, kh, kw)) + in2 bias (O);
@@ -72,6 +134,8 @@ void conv2d_kernel(OpCall& c) {
   if (out.numel() == 0) return;
   const int64_t CKK = g.C * g.KH * g.KW, P = g.OH * g.OW, image = g.C * g.H * g.W;
   const bool pointwise = g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  const bool patches = !pointwise && g.sh == g.KH && g.sw == g.KW && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+  if (patches && !omp_in_parallel()) return conv2d_patches(out, x, w, bias, g);
 
   std::vector<float> w_f32, b_f32;
   const float* wp = w.dtype() == DType::F32 ? w.data<const float>() : (w_f32 = to_f32_vector(w), w_f32.data());

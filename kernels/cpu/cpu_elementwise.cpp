@@ -18,6 +18,7 @@
 
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/cpu_math.h"
+#include "kernels/cpu/gemm.h"  // activation_inplace_f32: GELU & co. vectorized
 
 namespace vislang::cpu_kernels {
 namespace {
@@ -116,6 +117,19 @@ void apply1(F f, float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
 }
 
+// GELU / GELU_TANH / QUICK_GELU with the vectorized math of sgemm's epilogue (kernels/cpu/gemm.h:
+// within 1e-6 absolute of the double reference). A piece holding ±inf or NaN runs the scalar math
+// of record instead, which has the reference's rules for them. x and y do not overlap.
+template <typename F>
+void activation_f32(Activation a, F scalar, float* y, const float* x, int64_t n) {
+  int finite = 1;
+#pragma omp simd reduction(& : finite)
+  for (int64_t i = 0; i < n; ++i) finite &= std::fabs(x[i]) <= 3.4028234e38f;  // false for NaN too
+  if (!finite) return apply1(scalar, y, x, n);
+  std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
+  cpu::activation_inplace_f32(y, n, a);
+}
+
 void unary_f32(UnaryKind k, float* y, const float* x, int64_t n) {
   switch (k) {
     case UnaryKind::NEG: return apply1([](float v) { return -v; }, y, x, n);
@@ -128,9 +142,9 @@ void unary_f32(UnaryKind k, float* y, const float* x, int64_t n) {
     case UnaryKind::TANH: return apply1(tanh_f, y, x, n);
     case UnaryKind::SIGMOID: return apply1(sigmoid_f, y, x, n);
     case UnaryKind::RELU: return apply1([](float v) { return v > 0.0f ? v : 0.0f; }, y, x, n);
-    case UnaryKind::GELU: return apply1(gelu_f, y, x, n);
-    case UnaryKind::GELU_TANH: return apply1(gelu_tanh_f, y, x, n);
-    case UnaryKind::QUICK_GELU: return apply1(quick_gelu_f, y, x, n);
+    case UnaryKind::GELU: return activation_f32(Activation::GELU, gelu_f, y, x, n);
+    case UnaryKind::GELU_TANH: return activation_f32(Activation::GELU_TANH, gelu_tanh_f, y, x, n);
+    case UnaryKind::QUICK_GELU: return activation_f32(Activation::QUICK_GELU, quick_gelu_f, y, x, n);
     case UnaryKind::ABS: return apply1([](float v) { return std::fabs(v); }, y, x, n);
     case UnaryKind::SQUARE: return apply1([](float v) { return v * v; }, y, x, n);
     case UnaryKind::RECIPROCAL: return apply1([](float v) { return 1.0f / v; }, y, x, n);

@@ -3,9 +3,12 @@
 // f32 operands go to sgemm_batched as they are (any strides: transposed views and zero batch strides
 // cost no copy; bias + activation are fused in sgemm). f16 / bf16 operands are first converted to
 // contiguous f32 (a broadcast operand, batch stride 0, only once), the product is formed in f32 and
-// rounded back to the output dtype.
+// rounded back to the output dtype. When in1 is the transposed view of a weight registered with
+// ops::prepack_linear_weight (the linear path, batch 1), its panels come prepacked from the registry
+// (kernels/cpu/prepack.h) and are neither converted nor repacked: same results, bit for bit.
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/prepack.h"
 
 namespace vislang::cpu_kernels {
 namespace {
@@ -54,7 +57,8 @@ void matmul_kernel(OpCall& c) {
   const float alpha = c.f[0];
   const int64_t B = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
   if (out.numel() == 0) return;
-  const Matrices A = as_f32(a), W = as_f32(w);
+  const std::shared_ptr<const cpu::PackedB> packed = B == 1 ? cpu::find_prepacked(w) : nullptr;
+  const Matrices A = as_f32(a), W = packed ? Matrices{} : as_f32(w);
   std::vector<float> bias_f32;
   const float* bp = nullptr;
   if (bias.defined()) {
@@ -68,8 +72,11 @@ void matmul_kernel(OpCall& c) {
   std::vector<float> out_f32;
   float* C = out.dtype() == DType::F32 ? out.data<float>() : (out_f32.resize(static_cast<size_t>(B * M * N)), out_f32.data());
   // (The strides of a size-1 batch never matter; pass 0 so sgemm_batched sees a broadcast.)
-  cpu::sgemm_batched(B, M, N, K, alpha, A.p, B == 1 ? 0 : A.batch_stride, A.row_stride, A.col_stride, W.p,
-                     B == 1 ? 0 : W.batch_stride, W.row_stride, W.col_stride, C, bp, act);
+  if (packed)
+    cpu::sgemm_prepacked(M, alpha, A.p, A.row_stride, A.col_stride, *packed, C, bp, act);
+  else
+    cpu::sgemm_batched(B, M, N, K, alpha, A.p, B == 1 ? 0 : A.batch_stride, A.row_stride, A.col_stride, W.p,
+                       B == 1 ? 0 : W.batch_stride, W.row_stride, W.col_stride, C, bp, act);
   if (out.dtype() != DType::F32) {
     const int64_t n = B * M * N, chunk = 1 << 14;
     char* po = byte_ptr(out);

@@ -13,6 +13,7 @@
 
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/cpu_math.h"
+#include "kernels/cpu/gemm.h"  // softmax_row_f32: the vectorized row
 
 namespace vislang::cpu_kernels {
 namespace {
@@ -83,6 +84,7 @@ int64_t argmax_row(const float* x, int64_t n) {
 
 // y = softmax(x) or log_softmax(x) over n elements.
 void softmax_row(float* y, const float* x, int64_t n, bool log) {
+  if (cpu::softmax_row_f32(y, x, n, log)) return;  // AVX-512, no NaN, finite max
   const float m = max_row(x, n);  // NaN or all -inf make every output NaN, as in the reference
   double sum = 0;
 #pragma omp simd reduction(+ : sum)

@@ -10,7 +10,9 @@
 //             micro-kernel: C[i:i+MR, j:j+NR] (+)= alpha · Apanel · Bpanel; on the last pc also
 //                           + bias, activation — so the epilogue runs once per tile on full sums.
 // Packed panels are k-major: A panel [k][MR], B panel [k][NR], zero-padded past M/N edges, so the
-// kernels never branch on edges except when storing.
+// kernels never branch on edges except when storing. A B packed once ahead of time (sgemm_pack_b,
+// a prepacked weight) is the same panels laid out for every K block; gemm_block then reads them in
+// place of packing its B block.
 //
 // Micro-kernel choice on Zen4 (AVX-512 executed as 2×256-bit: one 512-bit FMA per cycle per core):
 // 8 rows × 48 columns = 24 zmm accumulators + 3 B vectors + 1 broadcast; per k, 24 FMAs for 3 B
@@ -27,6 +29,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "core/cpu_features.h"
@@ -77,6 +80,8 @@ struct Problem {
   float* C;          // (M, N), ldc = N
   const float* bias;  // (N) or null
   Activation act;
+  const float* Bp = nullptr;  // B's prepacked panels (PackedB layout) or null: pack per call
+  int64_t bp_npad = 0;        // PackedB::n_padded
 };
 
 // What the kernel does when it stores a tile: first K block overwrites C, later ones accumulate;
@@ -350,23 +355,38 @@ struct Avx512Isa {
   // C tile (mv × nv) from packed panels. A right-edge panel (nv <= NR - 16) runs a narrower
   // instantiation that skips the all-zero vectors: N = 49 (a 7×7 patch grid) costs 48 + 16
   // columns of FMAs instead of 2 × 48.
+  // Likewise a bottom-edge panel (mv < MR rows) runs only ceil(mv/2)·2 rows of FMAs: M = 50 (ViT-B/32
+  // tokens at batch 1) costs 6·8 + 2 rows instead of 7·8. Every C element gets the same FMA chain in
+  // any instantiation, so the results do not depend on which one ran.
   static void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mv, int nv,
                      const Epilogue& ep) {
+    if (mv >= MR || MR != 8) return kernel_nv<MR>(kc, a, b, c, ldc, mv, nv, ep);
+    switch ((mv + 1) / 2) {
+      case 1: return kernel_nv<std::min(2, MR)>(kc, a, b, c, ldc, mv, nv, ep);
+      case 2: return kernel_nv<std::min(4, MR)>(kc, a, b, c, ldc, mv, nv, ep);
+      case 3: return kernel_nv<std::min(6, MR)>(kc, a, b, c, ldc, mv, nv, ep);
+      default: return kernel_nv<MR>(kc, a, b, c, ldc, mv, nv, ep);
+    }
+  }
+  template <int MU>
+  static void kernel_nv(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mv, int nv,
+                        const Epilogue& ep) {
     switch ((nv + 15) / 16) {
-      case 1: return kernel_n<1>(kc, a, b, c, ldc, mv, nv, ep);
-      case 2: return kernel_n<std::min(2, NV)>(kc, a, b, c, ldc, mv, nv, ep);
-      case 3: return kernel_n<std::min(3, NV)>(kc, a, b, c, ldc, mv, nv, ep);
-      default: return kernel_n<NV>(kc, a, b, c, ldc, mv, nv, ep);
+      case 1: return kernel_n<1, MU>(kc, a, b, c, ldc, mv, nv, ep);
+      case 2: return kernel_n<std::min(2, NV), MU>(kc, a, b, c, ldc, mv, nv, ep);
+      case 3: return kernel_n<std::min(3, NV), MU>(kc, a, b, c, ldc, mv, nv, ep);
+      default: return kernel_n<NV, MU>(kc, a, b, c, ldc, mv, nv, ep);
     }
   }
 
-  // Uses the first NU of the panel's NV vectors (B rows are still NR floats apart).
-  template <int NU>
+  // Uses the first NU of the panel's NV vectors (B rows are still NR floats apart) and the first MU
+  // of the A panel's MR rows (A columns are still MR floats apart).
+  template <int NU, int MU = MR>
   static void kernel_n(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
                        int mv, int nv, const Epilogue& ep) {
-    __m512 acc[MR][NU];
+    __m512 acc[MU][NU];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MU; ++i)
 #pragma GCC unroll 4
       for (int j = 0; j < NU; ++j) acc[i][j] = _mm512_setzero_ps();
     for (int i = 0; i < mv; ++i)  // the tile's C lines arrive (for writing) while the FMAs run
@@ -379,7 +399,7 @@ struct Avx512Isa {
 #pragma GCC unroll 4
       for (int j = 0; j < NU; ++j) _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR + 16 * j), _MM_HINT_T0);
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
+      for (int i = 0; i < MU; ++i) {
         const __m512 av = _mm512_set1_ps(a[i]);
 #pragma GCC unroll 4
         for (int j = 0; j < NU; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
@@ -387,11 +407,11 @@ struct Avx512Isa {
       a += MR;
       b += NR;
     }
-    store<NU>(acc, c, ldc, mv, nv, ep);
+    store<NU, MU>(acc, c, ldc, mv, nv, ep);
   }
 
-  template <int NU>
-  static void store(__m512 (&acc)[MR][NU], float* c, int64_t ldc, int mv, int nv, const Epilogue& ep) {
+  template <int NU, int MU>
+  static void store(__m512 (&acc)[MU][NU], float* c, int64_t ldc, int mv, int nv, const Epilogue& ep) {
     const __m512 alpha = _mm512_set1_ps(ep.alpha);
     __mmask16 m[NU];
     for (int j = 0; j < NU; ++j) m[j] = tail_mask(std::max(0, nv - 16 * j));
@@ -400,7 +420,7 @@ struct Avx512Isa {
       bias[j] = (ep.last && ep.bias) ? _mm512_maskz_loadu_ps(m[j], ep.bias + 16 * j) : _mm512_setzero_ps();
     const bool full = nv == 16 * NU;
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < MU; ++i) {
       if (i >= mv) break;
       float* ci = c + i * ldc;
 #pragma GCC unroll 4
@@ -424,6 +444,55 @@ struct Avx512Isa {
   }
 };
 using Avx512 = Avx512Isa<VL_GEMM_AVX512_MR, VL_GEMM_AVX512_NV>;
+
+// y = softmax(x) (or log_softmax) over n floats: exp512, sums in double. Returns false, doing
+// nothing, when the row holds a NaN or its maximum is ±inf.
+bool softmax_row512(float* y, const float* x, int64_t n, bool log) {
+  const __mmask16 tail = Avx512::tail_mask(int(n % 16));
+  const int64_t nfull = n - n % 16;
+  __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __mmask16 nan = 0;
+  int64_t i = 0;
+  for (; i < nfull; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    vmax = _mm512_max_ps(vmax, v);
+  }
+  if (i < n) {
+    const __m512 v = _mm512_mask_loadu_ps(vmax, tail, x + i);  // masked-off lanes keep vmax
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    vmax = _mm512_max_ps(vmax, v);
+  }
+  const float m = _mm512_reduce_max_ps(vmax);
+  if (nan || !std::isfinite(m)) return false;
+  const __m512 vm = _mm512_set1_ps(m);
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  for (i = 0; i + 16 <= n; i += 16) {
+    const __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+    if (!log) _mm512_storeu_ps(y + i, e);
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+  }
+  if (i < n) {
+    const __m512 e = _mm512_maskz_mov_ps(tail, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), vm)));
+    if (!log) _mm512_mask_storeu_ps(y + i, tail, e);
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+  }
+  const double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  if (log) {
+    const __m512 lse = _mm512_set1_ps(float(std::log(sum)));
+    for (i = 0; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(y + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm), lse));
+    if (i < n)
+      _mm512_mask_storeu_ps(y + i, tail, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), vm), lse));
+  } else {
+    const __m512 inv = _mm512_set1_ps(float(1.0 / sum));
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
+    if (i < n) _mm512_mask_storeu_ps(y + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + i), inv));
+  }
+  return true;
+}
 
 VL_TARGET_POP
 
@@ -569,17 +638,23 @@ VL_TARGET_POP
 
 // ---- the blocked driver (ISA-independent loop control; the hot loops live in Isa::*) ----------
 
+// The K block of a product with inner dim K: equal blocks of at most KC_MAX, no sliver at the end.
+template <class Isa>
+int64_t k_block(int64_t K) {
+  const int64_t kblocks = ceil_div(K, Isa::KC_MAX);
+  return round_up(ceil_div(K, kblocks), 8);
+}
+
 // Computes C[m0:m1, n0:n1] on the calling thread. m0 is a multiple of MR and n0 of NR.
 template <class Isa>
 void gemm_block(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int MR = Isa::MR, NR = Isa::NR;
   const int64_t K = p.K;
-  const int64_t kblocks = ceil_div(K, Isa::KC_MAX);
-  const int64_t KC = round_up(ceil_div(K, kblocks), 8);  // equal K blocks, no sliver at the end
+  const int64_t KC = k_block<Isa>(K);
   const int64_t NB = std::max<int64_t>(NR, (VL_GEMM_L2_BYTES / int64_t(sizeof(float) * KC)) / NR * NR);
   const int64_t MC = std::max<int64_t>(MR, (VL_GEMM_L3_BYTES / int64_t(sizeof(float) * KC)) / MR * MR);
   float* apack = tl_pack_a.get(size_t(std::min(MC, round_up(m1 - m0, MR)) * KC));
-  float* bpack = tl_pack_b.get(size_t(std::min(NB, round_up(n1 - n0, NR)) * KC));
+  float* bpack = p.Bp ? nullptr : tl_pack_b.get(size_t(std::min(NB, round_up(n1 - n0, NR)) * KC));
 
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = std::min(KC, K - pc);
@@ -591,14 +666,17 @@ void gemm_block(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1
                     int(std::min<int64_t>(MR, ic1 - i)));
       for (int64_t jb = n0; jb < n1; jb += NB) {
         const int64_t nb = std::min(NB, n1 - jb);
-        for (int64_t j = 0; j < nb; j += NR)
-          Isa::pack_b(bpack + j * kc, p.B + pc * p.lbr + (jb + j) * p.lbc, p.lbr, p.lbc, kc,
-                      int(std::min<int64_t>(NR, nb - j)));
+        // The block's panels: packed here, or already laid out the same way in the PackedB.
+        const float* bblock = p.Bp ? p.Bp + pc * p.bp_npad + jb * kc : bpack;
+        if (!p.Bp)
+          for (int64_t j = 0; j < nb; j += NR)
+            Isa::pack_b(bpack + j * kc, p.B + pc * p.lbr + (jb + j) * p.lbc, p.lbr, p.lbc, kc,
+                        int(std::min<int64_t>(NR, nb - j)));
         for (int64_t i = ic; i < ic1; i += MR) {
           const int mv = int(std::min<int64_t>(MR, ic1 - i));
           for (int64_t j = 0; j < nb; j += NR) {
             ep.bias = p.bias ? p.bias + jb + j : nullptr;
-            Isa::kernel(kc, apack + (i - ic) * kc, bpack + j * kc, p.C + i * p.N + jb + j, p.N, mv,
+            Isa::kernel(kc, apack + (i - ic) * kc, bblock + j * kc, p.C + i * p.N + jb + j, p.N, mv,
                         int(std::min<int64_t>(NR, nb - j)), ep);
           }
         }
@@ -609,16 +687,17 @@ void gemm_block(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1
 
 // Splits C into tm × tn blocks (tm·tn = threads) to minimize the slowest thread's time: its FMAs
 // (padding to whole tiles counted) plus its packing (~8 flop-equivalents per packed element; A is
-// packed once per column block, B once per row block).
+// packed once per column block, B once per row block unless it is prepacked). The grid never changes
+// the results: every C tile sums the same K blocks in the same order.
 struct Grid { int tm, tn; int64_t rows, cols; };
-Grid partition(int64_t M, int64_t N, int64_t K, int threads, int MR, int NR) {
+Grid partition(int64_t M, int64_t N, int64_t K, int threads, int MR, int NR, bool b_prepacked) {
   Grid best{1, threads, 0, 0};
   double best_cost = -1;
   for (int tm = 1; tm <= threads; ++tm) {
     if (threads % tm) continue;
     int tn = threads / tm;
     int64_t rows = ceil_div(ceil_div(M, MR), tm) * MR, cols = ceil_div(ceil_div(N, NR), tn) * NR;
-    double cost = double(rows) * double(cols) * double(K) + 8.0 * double(K) * double(rows + cols);
+    double cost = double(rows) * double(cols) * double(K) + 8.0 * double(K) * double(rows + (b_prepacked ? 0 : cols));
     if (best_cost < 0 || cost < best_cost) best = {tm, tn, rows, cols}, best_cost = cost;
   }
   return best;
@@ -636,7 +715,7 @@ void gemm_run(const Problem& p, int threads) {
   }
   // Thread counts with few divisors (e.g. 7) still use every thread: the grid may leave some idle
   // only when the matrix has fewer tiles than threads.
-  const Grid g = partition(p.M, p.N, p.K, threads, MR, NR);
+  const Grid g = partition(p.M, p.N, p.K, threads, MR, NR, p.Bp != nullptr);
 #pragma omp parallel num_threads(g.tm * g.tn)
   {
     const int t = omp_get_thread_num();
@@ -678,6 +757,25 @@ void run(const Problem& p, int threads) {
   }
 }
 
+// Lays out B (K, N) as the PackedB of micro-kernel Isa (see gemm.h): one task per (K block, panel).
+template <class Isa>
+std::shared_ptr<const PackedB> pack_b_for(int64_t K, int64_t N, const float* B, int64_t rs, int64_t cs, int isa_id) {
+  constexpr int NR = Isa::NR;
+  auto pb = std::make_shared<PackedB>();
+  pb->K = K, pb->N = N, pb->kc = k_block<Isa>(K), pb->nr = NR, pb->n_padded = round_up(N, NR), pb->isa = isa_id;
+  const size_t bytes = round_up(int64_t(pb->bytes()), 64);
+  pb->panels.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  VL_CHECK(pb->panels, "sgemm_pack_b: cannot allocate ", bytes, " bytes for a packed (", K, ", ", N, ") matrix");
+  const int64_t KC = pb->kc, npad = pb->n_padded, panels = npad / NR, tasks = ceil_div(K, KC) * panels;
+  float* dst = pb->panels.get();
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && tasks > 1 && K * N >= (1 << 16))
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t pc = (t / panels) * KC, j = (t % panels) * NR, kc = std::min(KC, K - pc);
+    Isa::pack_b(dst + pc * npad + j * kc, B + pc * rs + j * cs, rs, cs, kc, int(std::min<int64_t>(NR, N - j)));
+  }
+  return pb;
+}
+
 // K == 0: the product is empty, C = act(bias) (or act(0)).
 void fill_empty_product(int64_t M, int64_t N, float* C, const float* bias, Activation act) {
   for (int64_t j = 0; j < N; ++j) C[j] = act_scalar(act, bias ? bias[j] : 0.f);
@@ -703,6 +801,29 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t
   run(Problem{M, N, K, alpha, A, lda_row, lda_col, B, ldb_row, ldb_col, C, bias, act}, max_threads_here());
 }
 
+std::shared_ptr<const PackedB> sgemm_pack_b(int64_t K, int64_t N, const float* B, int64_t ldb_row,
+                                            int64_t ldb_col) {
+  VL_CHECK(K > 0 && N > 0, "sgemm_pack_b: empty matrix (", K, ", ", N, ")");
+  const Isa isa = active_isa();
+  switch (isa) {
+#if VL_GEMM_X86
+    case Isa::AVX512: return pack_b_for<Avx512>(K, N, B, ldb_row, ldb_col, int(isa));
+    case Isa::AVX2: return pack_b_for<Avx2Isa>(K, N, B, ldb_row, ldb_col, int(isa));
+#endif
+    default: return pack_b_for<GenericIsa>(K, N, B, ldb_row, ldb_col, int(isa));
+  }
+}
+
+void sgemm_prepacked(int64_t M, float alpha, const float* A, int64_t lda_row, int64_t lda_col, const PackedB& B,
+                     float* C, const float* bias, Activation act) {
+  VL_CHECK(B.isa == int(active_isa()) && B.data(), "sgemm_prepacked: B was packed for another micro-kernel");
+  if (M <= 0) return;
+  Problem p{M, B.N, B.K, alpha, A, lda_row, lda_col, nullptr, 0, 0, C, bias, act};
+  p.Bp = B.data();
+  p.bp_npad = B.n_padded;
+  run(p, max_threads_here());
+}
+
 void sgemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t a_batch_stride, int64_t lda_row, int64_t lda_col, const float* B,
                    int64_t b_batch_stride, int64_t ldb_row, int64_t ldb_col, float* C, const float* bias,
@@ -725,6 +846,15 @@ void sgemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, float alpha, 
   } else {
     for (int64_t b = 0; b < batch; ++b) one(b, threads);
   }
+}
+
+bool softmax_row_f32(float* y, const float* x, int64_t n, bool log) {
+  if (n <= 0) return false;
+#if VL_GEMM_X86
+  if (active_isa() == Isa::AVX512) return softmax_row512(y, x, n, log);
+#endif
+  (void)y, (void)x, (void)log;
+  return false;
 }
 
 void activation_inplace_f32(float* x, int64_t n, Activation act) {

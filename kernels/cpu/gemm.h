@@ -9,6 +9,8 @@
 // C++), so the library never executes an instruction the CPU lacks. Benchmark: `vislang bench ops`.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 
 #include "kernels/backend.h"  // Activation
 
@@ -33,6 +35,38 @@ void sgemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* B, int64_t b_batch_stride, int64_t ldb_row, int64_t ldb_col,
                    float* C, const float* bias, Activation act);
 
+// ---- prepacked B (a weight used many times) ------------------------------------------------------
+// sgemm packs B into k-major panels on every call; for a linear layer at small M (ViT-B/32 at batch
+// 1: M = 50 rows against a 768 × 3072 weight) that packing costs about as much as the FMAs. A
+// PackedB holds those panels once, in exactly the layout the micro-kernel reads, for every
+// (K block, NR-column panel): the panel of columns [j, j + nr) in the K block that starts at row pc
+// (pc a multiple of kc) is kc' × nr floats (kc' = min(kc, K - pc)), k-major, zero past column N, at
+// data() + pc·n_padded + j·kc'. The K blocks and panels are those sgemm uses for this K and N, so
+// sgemm_prepacked gives results bit-identical to sgemm on the unpacked B (same tiles, same K-block
+// summation order), whatever the thread count. The layout belongs to the micro-kernel active when
+// it was packed (sgemm_isa(); fixed for the life of the process).
+struct PackedB {
+  struct Free { void operator()(float* p) const { std::free(p); } };
+  int64_t K = 0, N = 0;
+  int64_t kc = 0;        // K block: every block but the last has kc rows
+  int64_t nr = 0;        // panel width in columns
+  int64_t n_padded = 0;  // N rounded up to a multiple of nr
+  int isa = -1;          // the micro-kernel the layout is for (internal id)
+  std::unique_ptr<float[], Free> panels;  // K · n_padded floats, 64-byte aligned
+  const float* data() const { return panels.get(); }
+  size_t bytes() const { return size_t(K * n_padded) * sizeof(float); }
+};
+
+// Packs B (K, N), element (k, n) at B[k*ldb_row + n*ldb_col] (K, N > 0). Runs on all threads
+// (one when called from inside a parallel region).
+std::shared_ptr<const PackedB> sgemm_pack_b(int64_t K, int64_t N, const float* B, int64_t ldb_row,
+                                            int64_t ldb_col);
+
+// sgemm with B taken from its packed panels: C (M, B.N) = act(alpha · A (M, B.K) @ B + bias).
+// Bit-identical to sgemm(M, B.N, B.K, alpha, A, .., <the unpacked B>, .., C, bias, act).
+void sgemm_prepacked(int64_t M, float alpha, const float* A, int64_t lda_row, int64_t lda_col, const PackedB& B,
+                     float* C, const float* bias, Activation act);
+
 // The instruction set sgemm dispatches to: "avx512", "avx2" or "generic". The environment variable
 // VISLANG_GEMM_ISA=avx512|avx2|generic forces a lower one (tests use it to cover every path); a
 // request the CPU cannot run falls back to the best supported one.
@@ -41,5 +75,11 @@ const char* sgemm_isa();
 // Applies act to n contiguous floats in place with the same vectorized math as sgemm's epilogue
 // (the activation kernels may reuse it). x may alias nothing else.
 void activation_inplace_f32(float* x, int64_t n, Activation act);
+
+// y = softmax(x) (log: log_softmax) over n contiguous floats, with the exp of the activation
+// epilogue (Cephes, ~1 ulp) and the sum in double. Returns false, doing nothing, when the row holds a
+// NaN or its maximum is ±inf (the caller's scalar code has the rules for those) or when this CPU has
+// no vector path (AVX-512 only: short rows like ViT's 50 need its masked tails). y may equal x.
+bool softmax_row_f32(float* y, const float* x, int64_t n, bool log);
 
 }  // namespace vislang::cpu

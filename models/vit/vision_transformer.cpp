@@ -102,6 +102,7 @@ VisionTransformer VisionTransformer::random(const ViTConfig& c, Generator& gen, 
   auto linear = [&](nn::Linear& l, int64_t in, int64_t out) {
     l.weight = normal({out, in});
     l.bias = zeros({out});
+    ops::prepack_linear_weight(l.weight);  // as nn::Linear::load does: the model is for inference
   };
   auto layer_norm = [&](nn::LayerNorm& n) {
     n.weight = ones({c.width});
@@ -114,6 +115,7 @@ VisionTransformer VisionTransformer::random(const ViTConfig& c, Generator& gen, 
   m.patch_embed.weight = normal({C, 3, P, P});
   m.patch_embed.bias = zeros({C});
   m.patch_embed.opt = {P, P, 0, 0, 1, 1};  // stride P, no padding
+  ops::prepack_linear_weight(m.patch_embed.weight.view({C, 3 * P * P}));  // as nn::Conv2d::load does
   m.cls_token = normal({1, 1, C});
   m.pos_embed = normal({1, c.num_tokens(), C});
   m.blocks.assign(static_cast<size_t>(c.depth), Block{});
