@@ -1,6 +1,10 @@
 // core/allocator.cpp — the CPU caching allocator (64-byte aligned) and Storage.
 #include "core/allocator.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -89,6 +93,18 @@ Storage::Storage(Device d, void* data, size_t nbytes, std::shared_ptr<void> keep
     : device_(d), data_(data), nbytes_(nbytes), owned_(false), keep_alive_(std::move(keep_alive)) {}
 Storage::~Storage() {
   if (owned_ && data_) allocator_for(device_).deallocate(data_, nbytes_);
+}
+
+void Storage::release_pages(const void* p, size_t n) const {
+  if (!file_backed_ || !device_.is_cpu() || n == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + n;
+  uintptr_t base = reinterpret_cast<uintptr_t>(data_), end = base + nbytes_;
+  lo = std::max(lo, base);
+  hi = std::min(hi, end);
+  lo = (lo + page - 1) / page * page;  // whole pages only: neighbours' bytes stay untouched
+  hi = hi / page * page;
+  if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
 }
 
 Device Device::parse(const std::string& s) {

@@ -45,12 +45,20 @@ class Storage {
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  // A borrowed storage over a private, read-only-in-practice file mapping (a safetensors file) may
+  // hand pages back to the OS: the kernel re-reads them from the file if they are touched again.
+  // Used after a weight has been repacked (kernels/cpu/prepack.cpp) so the model is not resident twice.
+  void set_file_backed(bool v) { file_backed_ = v; }
+  bool file_backed() const { return file_backed_; }
+  // Drops the whole pages inside [p, p + n) when file_backed(); otherwise does nothing.
+  void release_pages(const void* p, size_t n) const;
 
  private:
   Device device_;
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   bool owned_ = false;
+  bool file_backed_ = false;
   std::shared_ptr<void> keep_alive_;
 };
 

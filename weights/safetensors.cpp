@@ -257,8 +257,11 @@ Tensor SafeTensorsFile::get(const std::string& name) const {
   VL_CHECK(ti.supported, "safetensors: tensor '", name, "' in '", path_, "' has dtype ", ti.dtype_str,
            ", which vislang cannot represent (supported: F32 F16 BF16 F64 I32 I64 U8 BOOL)");
   const uint8_t* p = data_ + ti.begin;
-  if (reinterpret_cast<uintptr_t>(p) % dtype_size(ti.dtype) == 0)
-    return Tensor::from_blob(const_cast<uint8_t*>(p), ti.shape, ti.dtype, mapping_);
+  if (reinterpret_cast<uintptr_t>(p) % dtype_size(ti.dtype) == 0) {
+    Tensor t = Tensor::from_blob(const_cast<uint8_t*>(p), ti.shape, ti.dtype, mapping_);
+    t.storage()->set_file_backed(true);  // pages may be handed back after repacking (Storage::release_pages)
+    return t;
+  }
   // The data section is misaligned in memory (header not padded to 8 bytes): copy.
   Tensor t = Tensor::empty(ti.shape, ti.dtype);
   if (ti.end > ti.begin) std::memcpy(t.data_ptr(), p, ti.end - ti.begin);

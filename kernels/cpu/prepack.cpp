@@ -42,7 +42,7 @@ bool usable(const Tensor& t) {
 
 // B (K, N) as f32 for packing: its own memory (f32), or a contiguous conversion (f16 / bf16) —
 // the same values the unpacked MATMUL path converts to, so the panels are bit-identical.
-std::shared_ptr<const PackedB> pack(const Tensor& b) {
+std::shared_ptr<const PackedB> pack_now(const Tensor& b) {
   const int64_t K = b.size(-2), N = b.size(-1), rs = b.stride(-2), cs = b.stride(-1);
   if (b.dtype() == DType::F32) return sgemm_pack_b(K, N, b.data<const float>(), rs, cs);
   std::vector<float> f(static_cast<size_t>(K * N));
@@ -51,6 +51,20 @@ std::shared_ptr<const PackedB> pack(const Tensor& b) {
 #pragma omp parallel for schedule(static) if (!omp_in_parallel() && K > 1 && K * N >= cpu_kernels::kParallelMin)
   for (int64_t k = 0; k < K; ++k) cpu_kernels::load_f32(f.data() + k * N, base + k * rs * es, b.dtype(), N, cs);
   return sgemm_pack_b(K, N, f.data(), N, 1);
+}
+
+// Packs b, then hands the pages of a weight that lives in a memory-mapped checkpoint back to the OS
+// (Storage::release_pages): from now on the CPU path reads only the panels, so without this the
+// model would be resident twice. Pages touched again are re-read from the file.
+std::shared_ptr<const PackedB> pack(const Tensor& b) {
+  std::shared_ptr<const PackedB> packed = pack_now(b);
+  int64_t span = 1;
+  for (int64_t d = 0; d < b.dim(); ++d) {
+    if (b.stride(d) < 0) return packed;  // unusual view: leave its pages alone
+    span += (b.size(d) - 1) * b.stride(d);
+  }
+  b.storage()->release_pages(b.data_ptr(), static_cast<size_t>(span) * b.element_size());
+  return packed;
 }
 
 // Drops the entries whose weight storage has died (and with them their panels). Caller holds mu alone.
