@@ -22,58 +22,74 @@ size_t allocator_bucket_size(size_t n) {
   return (n + kLarge - 1) / kLarge * kLarge;
 }
 
-namespace {
-
-// Free lists keyed by bucket size. Blocks above kMaxCached are returned to the OS on free so a
-// one-off giant buffer (e.g. a weights conversion) does not stay resident.
-class CpuCachingAllocator final : public Allocator {
- public:
-  void* allocate(size_t nbytes) override {
-    size_t b = allocator_bucket_size(nbytes);
+void* CachingAllocator::allocate(size_t nbytes) {
+  size_t b = allocator_bucket_size(nbytes);
+  void* p = nullptr;
+  {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.n_allocs++;
     auto it = free_.find(b);
-    void* p = nullptr;
     if (it != free_.end() && !it->second.empty()) {
       p = it->second.back();
       it->second.pop_back();
       stats_.cached_bytes -= b;
       stats_.n_cache_hits++;
-    } else {
-      p = std::aligned_alloc(64, b);
-      if (!p) VL_FAIL("cpu allocator: out of memory allocating ", b, " bytes");
     }
-    stats_.allocated_bytes += b;
-    if (stats_.allocated_bytes > stats_.peak_bytes) stats_.peak_bytes = stats_.allocated_bytes;
-    return p;
   }
-  void deallocate(void* p, size_t nbytes) override {
-    if (!p) return;
-    size_t b = allocator_bucket_size(nbytes);
+  if (!p) p = raw_alloc(b);
+  if (!p) {  // give the cache back to the device and try once more
+    empty_cache();
+    p = raw_alloc(b);
+  }
+  if (!p) VL_FAIL(name_, " allocator: allocating ", b, " bytes failed: ", raw_error());
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.allocated_bytes += b;
+  if (stats_.allocated_bytes > stats_.peak_bytes) stats_.peak_bytes = stats_.allocated_bytes;
+  return p;
+}
+
+void CachingAllocator::deallocate(void* p, size_t nbytes) {
+  if (!p) return;
+  size_t b = allocator_bucket_size(nbytes);
+  {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.allocated_bytes -= b;
-    if (b > kMaxCached) { std::free(p); return; }
-    free_[b].push_back(p);
-    stats_.cached_bytes += b;
+    if (b <= max_cached_) {
+      free_[b].push_back(p);
+      stats_.cached_bytes += b;
+      return;
+    }
   }
-  void empty_cache() override {
+  raw_free(p);
+}
+
+void CachingAllocator::empty_cache() {
+  std::map<size_t, std::vector<void*>> blocks;
+  {
     std::lock_guard<std::mutex> lk(mu_);
-    for (auto& kv : free_)
-      for (void* p : kv.second) std::free(p);
-    free_.clear();
+    blocks.swap(free_);
     stats_.cached_bytes = 0;
   }
-  AllocatorStats stats() const override {
-    std::lock_guard<std::mutex> lk(mu_);
-    return stats_;
-  }
-  ~CpuCachingAllocator() override { empty_cache(); }
+  for (auto& kv : blocks)
+    for (void* p : kv.second) raw_free(p);
+}
 
- private:
-  static constexpr size_t kMaxCached = size_t(256) << 20;
-  mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
-  AllocatorStats stats_;
+AllocatorStats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return stats_;
+}
+
+namespace {
+
+// Host memory: 64-byte aligned blocks; blocks above 256 MiB go back to the OS on free so a one-off
+// giant buffer (e.g. a weights conversion) does not stay resident.
+class CpuCachingAllocator final : public CachingAllocator {
+ public:
+  CpuCachingAllocator() : CachingAllocator("cpu", size_t(256) << 20) {}
+
+ protected:
+  void* raw_alloc(size_t b) override { return std::aligned_alloc(64, b); }
+  void raw_free(void* p) override { std::free(p); }
 };
 
 }  // namespace

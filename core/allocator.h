@@ -6,7 +6,11 @@
 // The CUDA allocator has the same policy over cudaMalloc; it lives in the CUDA backend.
 #pragma once
 #include <cstddef>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "core/device.h"
 
@@ -26,6 +30,31 @@ class Allocator {
   virtual void deallocate(void* p, size_t nbytes) = 0;
   virtual void empty_cache() = 0;
   virtual AllocatorStats stats() const = 0;
+};
+
+// The bucketed free-list cache both devices use (CPU: aligned_alloc, CUDA: cudaMalloc). A device
+// supplies raw_alloc/raw_free; this class rounds requests to their bucket, hands freed blocks to the
+// next request of the same bucket, keeps the statistics, and when raw_alloc runs out of memory
+// releases the cache and retries once. Blocks larger than `max_cached` bytes are freed at once.
+class CachingAllocator : public Allocator {
+ public:
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* p, size_t nbytes) override;  // never throws (called from destructors)
+  void empty_cache() override;
+  AllocatorStats stats() const override;
+
+ protected:
+  CachingAllocator(std::string name, size_t max_cached) : name_(std::move(name)), max_cached_(max_cached) {}
+  virtual void* raw_alloc(size_t bytes) = 0;  // nullptr when out of memory
+  virtual void raw_free(void* p) = 0;
+  virtual std::string raw_error() { return "out of memory"; }  // why the last raw_alloc failed
+
+ private:
+  std::string name_;
+  size_t max_cached_;
+  mutable std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+  AllocatorStats stats_;
 };
 
 // The process-wide allocator of a device (CUDA: throws if built without CUDA or no GPU).

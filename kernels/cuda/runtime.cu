@@ -34,83 +34,35 @@ bool sync_after_launch() {
 
 namespace {
 
-class CudaCachingAllocator final : public Allocator {
+class CudaCachingAllocator final : public CachingAllocator {
  public:
-  explicit CudaCachingAllocator(int device) : device_(device) {}
+  // Every size stays cached: cudaMalloc/cudaFree are slow and cudaFree synchronizes the device.
+  explicit CudaCachingAllocator(int device)
+      : CachingAllocator("cuda:" + std::to_string(device), SIZE_MAX), device_(device) {}
 
-  void* allocate(size_t nbytes) override {
-    size_t b = allocator_bucket_size(nbytes);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stats_.n_allocs++;
-      auto it = free_.find(b);
-      if (it != free_.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        stats_.cached_bytes -= b;
-        stats_.n_cache_hits++;
-        note_alloc(b);
-        return p;
-      }
-    }
+ protected:
+  void* raw_alloc(size_t b) override {
     DeviceGuard g(device_);
     void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, b);
-    if (e == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // clear the (non-sticky) error, give the cache back, retry once
-      empty_cache();
-      e = cudaMalloc(&p, b);
+    last_ = cudaMalloc(&p, b);
+    if (last_ != cudaSuccess) {
+      cudaGetLastError();  // clear the (non-sticky) error; the base class empties the cache and retries
+      return nullptr;
     }
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      VL_FAIL("cuda allocator: cudaMalloc of ", b, " bytes on cuda:", device_, " failed: ", cudaGetErrorString(e));
-    }
-    std::lock_guard<std::mutex> lk(mu_);
-    note_alloc(b);
     return p;
   }
-
-  // Called from Storage's destructor: never throws.
-  void deallocate(void* p, size_t nbytes) override {
-    if (!p) return;
-    size_t b = allocator_bucket_size(nbytes);
-    std::lock_guard<std::mutex> lk(mu_);
-    stats_.allocated_bytes -= b;
-    free_[b].push_back(p);
-    stats_.cached_bytes += b;
-  }
-
-  void empty_cache() override {
-    std::map<size_t, std::vector<void*>> blocks;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      blocks.swap(free_);
-      stats_.cached_bytes = 0;
-    }
-    if (blocks.empty()) return;
+  void raw_free(void* p) override {
     int prev = 0;
     bool have_prev = cudaGetDevice(&prev) == cudaSuccess;
     if (!have_prev || prev != device_) cudaSetDevice(device_);
-    for (auto& kv : blocks)
-      for (void* p : kv.second) cudaFree(p);  // errors here (e.g. at process exit) are not actionable
+    cudaFree(p);  // errors here (e.g. at process exit) are not actionable
     if (have_prev && prev != device_) cudaSetDevice(prev);
   }
-
-  AllocatorStats stats() const override {
-    std::lock_guard<std::mutex> lk(mu_);
-    return stats_;
-  }
+  std::string raw_error() override { return std::string("cudaMalloc: ") + cudaGetErrorString(last_); }
 
  private:
-  void note_alloc(size_t b) {  // mu_ held
-    stats_.allocated_bytes += b;
-    if (stats_.allocated_bytes > stats_.peak_bytes) stats_.peak_bytes = stats_.allocated_bytes;
-  }
-
   int device_;
-  mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
-  AllocatorStats stats_;
+  cudaError_t last_ = cudaSuccess;
 };
 
 // Bit i set: device i has handed out memory (cuda_synchronize waits for those). Constant-initialized,
