@@ -294,6 +294,9 @@ std::vector<OpCase> all_cases() {
         one([](auto& in) { return ops::add(in[0], in[1]); }), {0, 0});
     add("sum " + dn(t) + " dim1", {ids({7, 33}, 100, seed++, t)}, one([](auto& in) { return ops::sum(in[0], 1); }), {0, 0});
     add("cast " + dn(t) + "->f32", {ids({7, 33}, 1000, seed++, t)}, one([](auto& in) { return in[0].to(DType::F32); }), {0, 0});
+    for (UnaryKind uk : {UnaryKind::NEG, UnaryKind::ABS, UnaryKind::RELU, UnaryKind::SQUARE})
+      add(str(unary_name(uk), " ", dn(t), " (7,33) of x - 50"), {ids({7, 33}, 100, seed++, t)},
+          one([uk](auto& in) { return ops::unary(uk, ops::sub(in[0], 50.0)); }), {0, 0});
   }
   return cs;
 }

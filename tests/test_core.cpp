@@ -180,6 +180,15 @@ TEST_SUITE("core") {
     CHECK(ops::matmul(Tensor::zeros({2, 0}), Tensor::zeros({0, 3})).to_vector<float>() == std::vector<float>(6, 0.0f));
   }
 
+  TEST_CASE("integer unary ops the front-end allows are exact") {
+    Tensor x = Tensor::from_vector(std::vector<int32_t>{-3, 5, 0, -7}, {4});
+    CHECK(ops::neg(x).to_vector<int32_t>() == std::vector<int32_t>{3, -5, 0, 7});
+    CHECK(ops::unary(UnaryKind::ABS, x).to_vector<int32_t>() == std::vector<int32_t>{3, 5, 0, 7});
+    CHECK(ops::relu(x).to_vector<int32_t>() == std::vector<int32_t>{0, 5, 0, 0});
+    CHECK(ops::unary(UnaryKind::SQUARE, x).to_vector<int32_t>() == std::vector<int32_t>{9, 25, 0, 49});
+    CHECK_THROWS_WITH_AS(ops::exp(x), doctest::Contains("must be a floating tensor"), Error);
+  }
+
   TEST_CASE("concat, stack, split and chunk") {
     Tensor a = Tensor::arange(0, 6, 1, DType::F32).view({2, 3});
     Tensor c = ops::concat({a, a}, 0);

@@ -591,8 +591,14 @@ Kernel ref_find(const OpCall& c) {
       return kind_ok<BinaryKind>(c.i[0]) && is_any(out) && is_any(in0) && is_any(in1) ? &binary_ref : nullptr;
     case Op::SCALAR:
       return kind_ok<BinaryKind>(c.i[0]) && is_any(out) && is_any(in0) ? &scalar_ref : nullptr;
-    case Op::UNARY:
-      return kind_ok<UnaryKind>(c.i[0]) && is_float(out) && is_float(in0) ? &unary_ref : nullptr;
+    case Op::UNARY: {
+      if (!kind_ok<UnaryKind>(c.i[0])) return nullptr;
+      // Integer tensors: the kinds the front-end allows on them (exact in double, wrapped on store).
+      auto k = static_cast<UnaryKind>(c.i[0]);
+      bool int_ok = k == UnaryKind::NEG || k == UnaryKind::ABS || k == UnaryKind::RELU || k == UnaryKind::SQUARE;
+      if (is_float(out) && is_float(in0)) return &unary_ref;
+      return int_ok && is_any(out) && is_any(in0) ? &unary_ref : nullptr;
+    }
     case Op::CLAMP:
       return is_any(out) && is_any(in0) ? &clamp_ref : nullptr;
     case Op::WHERE:
