@@ -197,6 +197,20 @@ std::string Tensor::describe() const {
 Tensor Tensor::as_strided(Shape shape, Shape strides, int64_t offset) const {
   VL_CHECK(shape.size() == strides.size(), "as_strided: shape ", shape_str(shape), " and strides ",
            shape_str(strides), " differ in rank");
+  VL_CHECK(defined(), "as_strided: undefined tensor");
+  VL_CHECK(offset >= 0, "as_strided: negative storage offset ", offset);
+  int64_t last = offset;  // highest element index the view can touch
+  bool empty = false;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    VL_CHECK(shape[i] >= 0 && strides[i] >= 0, "as_strided: negative size or stride in shape ", shape_str(shape),
+             " strides ", shape_str(strides));
+    if (shape[i] == 0) empty = true;
+    else last += (shape[i] - 1) * strides[i];
+  }
+  VL_CHECK(empty || (last + 1) * static_cast<int64_t>(dtype_size(dtype_)) <=
+                        static_cast<int64_t>(storage_->nbytes()),
+           "as_strided: shape ", shape_str(shape), " strides ", shape_str(strides), " offset ", offset,
+           " out of bounds for a storage of ", storage_->nbytes(), " bytes (", describe(), ")");
   Tensor t = *this;
   t.shape_ = std::move(shape);
   t.strides_ = std::move(strides);
@@ -228,7 +242,7 @@ static Shape infer_shape(Shape shape, int64_t numel, const char* op, const std::
 // algorithm: each chunk of old dims that is contiguous with respect to itself can be re-split.
 static bool compute_view_strides(const Shape& oshape, const Shape& ostride, const Shape& nshape, Shape& nstride) {
   nstride.assign(nshape.size(), 0);
-  if (shape_numel(oshape) == 0) { nstride = contiguous_strides(nshape); return true; }
+  if (shape_numel(oshape) == 0 || oshape.empty()) { nstride = contiguous_strides(nshape); return true; }
   int64_t view_d = static_cast<int64_t>(nshape.size()) - 1;
   int64_t chunk_base_stride = ostride.empty() ? 1 : ostride.back();
   int64_t tensor_numel = 1, view_numel = 1;
@@ -342,6 +356,7 @@ Tensor Tensor::expand(Shape shape) const {
     }
     int64_t cur = shape_[i - lead];
     if (shape[i] == -1) shape[i] = cur;
+    VL_CHECK(shape[i] >= 0, "expand: invalid size in ", shape_str(shape));
     if (cur == shape[i]) st[i] = strides_[i - lead];
     else VL_CHECK(cur == 1, "expand: ", describe(), " cannot expand to ", shape_str(shape), " (dim ", i, ")");
   }

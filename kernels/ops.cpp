@@ -364,9 +364,14 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool trans_b
     if (batch.empty()) return e.unsqueeze(0);
     // Merge the batch dims into one if their strides allow it; otherwise copy.
     Shape st(e.strides().begin(), e.strides().end() - 2);
+    // Size-1 dims are skipped: each non-1 dim must step exactly over the next non-1 dim after it.
     bool mergeable = true;
-    for (size_t i = 0; i + 1 < batch.size(); ++i)
-      if (batch[i] != 1 && batch[i + 1] != 1 && st[i] != st[i + 1] * batch[i + 1]) mergeable = false;
+    int64_t inner = -1;  // index of the next non-1 batch dim to the right
+    for (int64_t i = static_cast<int64_t>(batch.size()) - 1; i >= 0; --i) {
+      if (batch[i] == 1) continue;
+      if (inner >= 0 && st[i] != st[inner] * batch[inner]) mergeable = false;
+      inner = i;
+    }
     if (!mergeable) e = e.contiguous(), st.assign(e.strides().begin(), e.strides().end() - 2);
     int64_t bstride = 0;
     for (size_t i = batch.size(); i-- > 0;)
@@ -402,7 +407,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Activat
   check_param(bias, weight.size(0), x, "linear", "bias");
   Shape out_shape = x.shape();
   out_shape.back() = weight.size(0);
-  Tensor x2 = x.reshape({-1, x.size(-1)});
+  Tensor x2 = x.reshape({shape_numel(Shape(x.shape().begin(), x.shape().end() - 1)), x.size(-1)});  // not -1: K may be 0
   return matmul(x2, weight, false, true, bias, act).view(out_shape);
 }
 
@@ -495,8 +500,8 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& o_in) {
   VL_CHECK(o.pad_h >= 0 && o.pad_w >= 0 && o.pad_h * 2 <= o.kernel_h && o.pad_w * 2 <= o.kernel_w,
            "avg_pool2d: padding must be at most half the kernel size (torch rule)");
   auto out_size = [&](int64_t in, int64_t k, int64_t s, int64_t p) {
-    int64_t num = in + 2 * p - k;
-    int64_t n = (o.ceil_mode ? (num + s - 1) / s : num / s) + 1;
+    int64_t num = in + 2 * p - k + (o.ceil_mode ? s - 1 : 0);
+    int64_t n = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;  // floor division, as torch's div_rtn
     if (o.ceil_mode && (n - 1) * s >= in + p) --n;  // last window must start inside input or left padding
     return n;
   };

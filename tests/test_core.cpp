@@ -200,4 +200,55 @@ TEST_SUITE("core") {
     CHECK(ops::chunk(a, 3, 1).size() == 3);
     CHECK_THROWS_WITH_AS(ops::concat({a, Tensor::zeros({2, 2, 1})}, 0), doctest::Contains("different rank"), Error);
   }
+
+  TEST_CASE("review regressions: 0-d reshape, as_strided/expand bounds, matmul batch merge, avg_pool2d size") {
+    // A 0-d tensor reshapes / flattens / views to any all-ones shape (torch does).
+    Tensor s = Tensor::full({}, 5.0, DType::F32);
+    CHECK(s.reshape({1, 1}).shape() == Shape{1, 1});
+    CHECK(s.flatten(0, -1).to_vector<float>() == std::vector<float>{5});
+    CHECK(s.view({1}).to_vector<float>() == std::vector<float>{5});
+    CHECK(ops::sum_all(s).item() == 5.0);
+    // as_strided / expand reject views past the storage or with negative sizes.
+    Tensor four = Tensor::ones({4}, DType::F32);
+    CHECK_THROWS_WITH_AS(four.as_strided({100}, {1}, 0), doctest::Contains("out of bounds"), Error);
+    CHECK_THROWS_WITH_AS(four.as_strided({2}, {1}, 3), doctest::Contains("out of bounds"), Error);
+    CHECK(four.as_strided({2, 2}, {0, 1}, 2).numel() == 4);
+    CHECK_THROWS_AS(Tensor::ones({1}, DType::F32).expand({-3}), Error);
+    // Batch dims (2, 1, 3) whose strides only merge if the size-1 dim is skipped correctly:
+    // a (2,1,3,M,K) = transpose of a contiguous (3,1,2,M,K) is NOT mergeable (dims 0 and 2 out of order).
+    std::vector<float> xv(36);
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] = static_cast<float>(i);
+    Tensor a = Tensor::from_vector(xv, {3, 1, 2, 2, 3}).transpose(0, 2);
+    Tensor b = Tensor::from_vector(std::vector<float>{1, 0, -1, 2, 0.5f, 1}, {3, 2});
+    CHECK(ops::matmul(a, b).to_vector<float>() == ops::matmul(a.contiguous(), b).to_vector<float>());
+    // torch: (2,1,3,2) @ (1,4,2,3) -> (2,4,3,3), sum 4608, [1,2] = [[88.5,95,101.5],...]
+    Tensor a2 = Tensor::arange(0, 12, 1, DType::F32).view({2, 1, 3, 2});
+    Tensor b2 = ops::mul(Tensor::arange(0, 24, 1, DType::F32), 0.5).view({1, 4, 2, 3});
+    Tensor r = ops::matmul(a2, b2);
+    CHECK(r.shape() == Shape{2, 4, 3, 3});
+    CHECK(ops::sum_all(r).item() == doctest::Approx(4608));
+    CHECK(r.select(0, 1).select(0, 2).select(0, 0).to_vector<float>() == std::vector<float>{88.5f, 95, 101.5f});
+    // linear with zero input features gives zeros (torch), not a reshape error.
+    Tensor lin = ops::linear(Tensor::ones({3, 0}, DType::F32), Tensor::ones({5, 0}, DType::F32));
+    CHECK(lin.shape() == Shape{3, 5});
+    CHECK(ops::sum_all(lin).item() == 0.0);
+    // avg_pool2d: an input smaller than the kernel is an error without ceil_mode (floor division, as torch),
+    // and one output with ceil_mode; ceil_mode sizes match torch.
+    ops::Pool2dOptions o;
+    o.kernel_h = o.kernel_w = 4;
+    o.stride_h = o.stride_w = 3;
+    Tensor small = Tensor::ones({1, 1, 2, 2}, DType::F32);
+    CHECK_THROWS_WITH_AS(ops::avg_pool2d(small, o), doctest::Contains("smaller than the kernel"), Error);
+    o.ceil_mode = true;
+    CHECK(ops::avg_pool2d(small, o).shape() == Shape{1, 1, 1, 1});
+    ops::Pool2dOptions o2;
+    o2.kernel_h = o2.kernel_w = 3;
+    o2.stride_h = o2.stride_w = 2;
+    o2.pad_h = o2.pad_w = 1;
+    o2.ceil_mode = true;
+    o2.count_include_pad = false;
+    Tensor p = ops::avg_pool2d(Tensor::arange(0, 25, 1, DType::F32).view({1, 1, 5, 5}), o2);
+    CHECK(p.shape() == Shape{1, 1, 3, 3});
+    CHECK(p.to_vector<float>() == std::vector<float>{3, 4.5f, 6, 10.5f, 12, 13.5f, 18, 19.5f, 21});
+  }
 }
