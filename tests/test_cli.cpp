@@ -38,6 +38,8 @@
 #include "weights/safetensors.h"
 
 using namespace vislang;
+using vislang::test::contains;
+using vislang::test::error_of;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -120,8 +122,6 @@ Run run(const std::vector<std::string>& args) {
   r.err = slurp(err_path);
   return r;
 }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::vector<std::string> lines(const std::string& s) {
   std::vector<std::string> out;

@@ -13,6 +13,8 @@
 // Real-shape check (not in CI): python3 tools/reference/make_clip_fixtures.py --full DIR writes
 // ViT-B/32 and RN50 with random weights; VISLANG_FULL_CHECK_DIR=DIR runs the same comparison on them.
 #include <doctest/doctest.h>
+
+#include "tests/test_util.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +31,8 @@
 #include "weights/safetensors.h"
 
 using namespace vislang;
+using vislang::test::contains;
+using vislang::test::error_of;
 using namespace vislang::clip;
 namespace fs = std::filesystem;
 
@@ -133,20 +137,6 @@ std::vector<std::pair<std::string, Tensor>> all_tensors(const SafeTensorsFile& f
   for (const std::string& n : f.names()) out.emplace_back(n, f.get(n));
   return out;
 }
-
-// Runs `fn`, requires a vislang::Error, returns its message.
-template <typename F>
-std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected a vislang::Error");
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 

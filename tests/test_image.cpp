@@ -29,6 +29,8 @@
 #include "tests/test_util.h"
 
 using namespace vislang;
+using vislang::test::contains;
+using vislang::test::error_of;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -129,17 +131,6 @@ struct TempDir {
     return p;
   }
 };
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 }  // namespace
 

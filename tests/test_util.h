@@ -2,6 +2,8 @@
 // element bound |got - ref| <= atol * scale + rtol * |ref|, where scale = max(1, max |ref|).
 // On failure the message names the worst element (flat index, got, expected).
 #pragma once
+#include <doctest/doctest.h>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -55,6 +57,20 @@ inline CompareResult compare(const Tensor& got_t, const Tensor& ref_t, Tol tol) 
   }
   return r;
 }
+
+// Runs `fn`, requires a vislang::Error (a failed check otherwise), returns its message.
+template <typename F>
+std::string error_of(F fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  FAIL_CHECK("expected a vislang::Error");
+  return "";
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Directory of ../shared/data (VISLANG_SHARED_DIR or <source>/../shared); empty when absent.
 std::string shared_dir();

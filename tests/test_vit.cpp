@@ -8,6 +8,8 @@
 // Also: a mis-shaped, a missing and an unexpected weight each give an error naming the full tensor
 // path (and both shapes), random init is deterministic, and the stage hook reports every stage.
 #include <doctest/doctest.h>
+
+#include "tests/test_util.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +24,8 @@
 #include "weights/safetensors.h"
 
 using namespace vislang;
+using vislang::test::contains;
+using vislang::test::error_of;
 using namespace vislang::vit;
 namespace fs = std::filesystem;
 
@@ -95,19 +99,6 @@ void check_close(const Tensor& got, const Tensor& ref, const std::string& what) 
   MESSAGE(str(what, ": max |diff| ", max_abs, " (max |ref| ", scale, ", bound ", kAbsTol * scale, "), 1 - min cos ",
               1 - min_cos));
 }
-
-template <typename F>
-std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected a vislang::Error");
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Every tensor of `src`, with `fn(name, tensor)` applied (return an undefined Tensor to drop it).
 template <typename F>
