@@ -94,6 +94,24 @@ struct OpCall {
 
 using Kernel = void (*)(OpCall&);
 
+// ---- helpers for the backends' find() ----------------------------------------------------------
+// A sub-kind parameter (BinaryKind, UnaryKind, ReduceKind, ...) within its enum.
+template <typename Kind>
+bool kind_in_range(int64_t k) { return k >= 0 && k < static_cast<int64_t>(Kind::COUNT); }
+// The unary kinds defined (exactly) on integer tensors; the others need a floating tensor.
+inline bool unary_allows_integer(UnaryKind k) {
+  return k == UnaryKind::NEG || k == UnaryKind::ABS || k == UnaryKind::RELU || k == UnaryKind::SQUARE;
+}
+// True when every defined tensor of the call (outputs and inputs) satisfies pred.
+template <typename Pred>
+bool all_tensors(const OpCall& c, Pred pred) {
+  for (const Tensor& t : c.out)
+    if (t.defined() && !pred(t)) return false;
+  for (const Tensor& t : c.in)
+    if (t.defined() && !pred(t)) return false;
+  return true;
+}
+
 struct Backend {
   const char* name;  // "ref", "cpu", "cuda"
   // Returns nullptr when this backend cannot run the call (op or dtype unsupported).

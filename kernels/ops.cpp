@@ -106,7 +106,7 @@ Tensor rdiv(double s, const Tensor& a) { return scalar(BinaryKind::DIV, a, s, tr
 
 Tensor unary(UnaryKind k, const Tensor& x) {
   const char* op = unary_name(k);
-  if (k == UnaryKind::NEG || k == UnaryKind::ABS || k == UnaryKind::RELU || k == UnaryKind::SQUARE)
+  if (unary_allows_integer(k))
     check_defined(x, op, "x");
   else
     check_float(x, op, "x");

@@ -334,37 +334,11 @@ void scalar_kernel(OpCall& c) {
   });
 }
 
-// out (...) = g(in0 (...))
-void unary_kernel(OpCall& c) {
-  const Tensor& out = c.out[0];
-  const Tensor& x = c.in[0];
-  const UnaryKind k = static_cast<UnaryKind>(c.i[0]);
-  const NdLoop L = make_loop(out.shape(), {&out.strides(), &x.strides()});
-  char* po = byte_ptr(out);
-  const char* px = byte_ptr(x);
-  const int64_t eo = esize(out), ex = esize(x);
-  for_each_piece(L, [&](const int64_t* off, int64_t n) {
-    float xbuf[kTile], obuf[kTile];
-    const int64_t sx = L.inner_stride(1);
-    const char* src = px + off[1] * ex;
-    const float* xp;
-    if (x.dtype() == DType::F32 && sx == 1) {
-      xp = reinterpret_cast<const float*>(src);
-    } else {
-      load_f32(xbuf, src, x.dtype(), n, sx);  // stride 0 repeats the value
-      xp = xbuf;
-    }
-    float* y = result_buffer(po + off[0] * eo, out.dtype(), L.inner_stride(0), obuf);
-    unary_f32(k, y, xp, n);
-    finish(po + off[0] * eo, out.dtype(), n, L.inner_stride(0), y, obuf);
-  });
-}
-
-// out (...) = min(max(in0, f[0]), f[1]) with torch.maximum / minimum's NaN rule (NaN stays NaN)
-void clamp_kernel(OpCall& c) {
-  const Tensor& out = c.out[0];
-  const Tensor& x = c.in[0];
-  const float lo = c.f[0], hi = c.f[1];
+// Runs body(y, xp, n) over the pieces of a one-input elementwise op: xp is n contiguous floats of x
+// (read in place when f32 with unit stride, else gathered and converted; stride 0 repeats the value),
+// y the piece's result, written back into out (converted / scattered when needed).
+template <typename Body>
+void map1_f32(const Tensor& out, const Tensor& x, Body body) {
   const NdLoop L = make_loop(out.shape(), {&out.strides(), &x.strides()});
   char* po = byte_ptr(out);
   const char* px = byte_ptr(x);
@@ -381,9 +355,23 @@ void clamp_kernel(OpCall& c) {
       xp = xbuf;
     }
     float* y = result_buffer(po + off[0] * eo, out.dtype(), L.inner_stride(0), obuf);
+    body(y, xp, n);
+    finish(po + off[0] * eo, out.dtype(), n, L.inner_stride(0), y, obuf);
+  });
+}
+
+// out (...) = g(in0 (...))
+void unary_kernel(OpCall& c) {
+  const UnaryKind k = static_cast<UnaryKind>(c.i[0]);
+  map1_f32(c.out[0], c.in[0], [k](float* y, const float* xp, int64_t n) { unary_f32(k, y, xp, n); });
+}
+
+// out (...) = min(max(in0, f[0]), f[1]) with torch.maximum / minimum's NaN rule (NaN stays NaN)
+void clamp_kernel(OpCall& c) {
+  const float lo = c.f[0], hi = c.f[1];
+  map1_f32(c.out[0], c.in[0], [lo, hi](float* y, const float* xp, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) y[i] = min_nan(max_nan(xp[i], lo), hi);
-    finish(po + off[0] * eo, out.dtype(), n, L.inner_stride(0), y, obuf);
   });
 }
 

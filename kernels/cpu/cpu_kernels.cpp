@@ -13,17 +13,8 @@ namespace vislang {
 namespace cpu_kernels {
 namespace {
 
-template <typename Kind>
-bool kind_ok(int64_t k) {
-  return k >= 0 && k < static_cast<int64_t>(Kind::COUNT);
-}
-
 bool rank_ok(const OpCall& c) {
-  for (const Tensor& t : c.out)
-    if (t.defined() && (t.dim() > kMaxDims || !t.device().is_cpu())) return false;
-  for (const Tensor& t : c.in)
-    if (t.defined() && (t.dim() > kMaxDims || !t.device().is_cpu())) return false;
-  return true;
+  return all_tensors(c, [](const Tensor& t) { return t.dim() <= kMaxDims && t.device().is_cpu(); });
 }
 
 static_assert(static_cast<int>(Op::COUNT) == 23, "cpu find(): give the new op a kernel and a case below");
@@ -42,18 +33,18 @@ Kernel find(const OpCall& c) {
     case Op::FILL:
       return is_f3(out) ? &fill_kernel : nullptr;
     case Op::BINARY:
-      return kind_ok<BinaryKind>(c.i[0]) && is_f3(out) && is_f3(in0) && is_f3(in1) ? &binary_kernel : nullptr;
+      return kind_in_range<BinaryKind>(c.i[0]) && is_f3(out) && is_f3(in0) && is_f3(in1) ? &binary_kernel : nullptr;
     case Op::SCALAR:
-      return kind_ok<BinaryKind>(c.i[0]) && is_f3(out) && is_f3(in0) ? &scalar_kernel : nullptr;
+      return kind_in_range<BinaryKind>(c.i[0]) && is_f3(out) && is_f3(in0) ? &scalar_kernel : nullptr;
     case Op::UNARY:
-      return kind_ok<UnaryKind>(c.i[0]) && is_f3(out) && is_f3(in0) ? &unary_kernel : nullptr;
+      return kind_in_range<UnaryKind>(c.i[0]) && is_f3(out) && is_f3(in0) ? &unary_kernel : nullptr;
     case Op::CLAMP:
       return is_f3(out) && is_f3(in0) ? &clamp_kernel : nullptr;
     case Op::WHERE:
       return is_f3(out) && in0.defined() && in0.dtype() == DType::U8 && is_f3(in1) && is_f3(in2) ? &where_kernel
                                                                                                  : nullptr;
     case Op::REDUCE:
-      return kind_ok<ReduceKind>(c.i[0]) && is_f3(out) && is_f3(in0) ? &reduce_kernel : nullptr;
+      return kind_in_range<ReduceKind>(c.i[0]) && is_f3(out) && is_f3(in0) ? &reduce_kernel : nullptr;
     case Op::ARGMAX:
       return out.dtype() == DType::I64 && is_f3(in0) ? &argmax_kernel : nullptr;
     case Op::TOPK:
@@ -76,7 +67,7 @@ Kernel find(const OpCall& c) {
                  ? &batch_norm_kernel
                  : nullptr;
     case Op::MATMUL:
-      return kind_ok<Activation>(c.i[0]) && is_f3(out) && is_f3(in0) && is_f3(in1) && f3_or_absent(in2)
+      return kind_in_range<Activation>(c.i[0]) && is_f3(out) && is_f3(in0) && is_f3(in1) && f3_or_absent(in2)
                  ? &matmul_kernel
                  : nullptr;
     case Op::ATTENTION: {

@@ -40,18 +40,16 @@ Kernel cuda_find(const OpCall& c) {
       return is_any(dt) ? &on_device<cuda::fill> : nullptr;
     case Op::BINARY:
       return has(0) && has(1) && is_numeric(dt) && is_numeric(in(0).dtype()) && is_numeric(in(1).dtype()) &&
-                     c.i[0] >= 0 && c.i[0] < int64_t(BinaryKind::COUNT)
+                     kind_in_range<BinaryKind>(c.i[0])
                  ? &on_device<cuda::binary>
                  : nullptr;
     case Op::SCALAR:
-      return has(0) && is_numeric(dt) && is_numeric(in(0).dtype()) && c.i[0] >= 0 &&
-                     c.i[0] < int64_t(BinaryKind::COUNT)
+      return has(0) && is_numeric(dt) && is_numeric(in(0).dtype()) && kind_in_range<BinaryKind>(c.i[0])
                  ? &on_device<cuda::scalar>
                  : nullptr;
     case Op::UNARY: {
-      if (!has(0) || c.i[0] < 0 || c.i[0] >= int64_t(UnaryKind::COUNT) || in(0).dtype() != dt) return nullptr;
-      const auto k = static_cast<UnaryKind>(c.i[0]);
-      const bool int_ok = k == UnaryKind::NEG || k == UnaryKind::ABS || k == UnaryKind::RELU || k == UnaryKind::SQUARE;
+      if (!has(0) || !kind_in_range<UnaryKind>(c.i[0]) || in(0).dtype() != dt) return nullptr;
+      const bool int_ok = unary_allows_integer(static_cast<UnaryKind>(c.i[0]));
       return (is_float(dt) || (is_numeric(dt) && int_ok)) ? &on_device<cuda::unary> : nullptr;
     }
     case Op::CLAMP:
@@ -63,7 +61,7 @@ Kernel cuda_find(const OpCall& c) {
                  ? &on_device<cuda::where>
                  : nullptr;
     case Op::REDUCE:
-      return has(0) && is_numeric(dt) && in(0).dtype() == dt && c.i[0] >= 0 && c.i[0] < int64_t(ReduceKind::COUNT)
+      return has(0) && is_numeric(dt) && in(0).dtype() == dt && kind_in_range<ReduceKind>(c.i[0])
                  ? &on_device<cuda::reduce>
                  : nullptr;
     case Op::ARGMAX:

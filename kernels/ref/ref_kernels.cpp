@@ -564,15 +564,8 @@ bool float_or_absent(const Tensor& t) { return !t.defined() || is_floating(t.dty
 
 // Every tensor of the call is in host memory (this backend dereferences plain pointers).
 bool all_on_cpu(const OpCall& c) {
-  for (const Tensor& t : c.out)
-    if (t.defined() && !t.device().is_cpu()) return false;
-  for (const Tensor& t : c.in)
-    if (t.defined() && !t.device().is_cpu()) return false;
-  return true;
+  return all_tensors(c, [](const Tensor& t) { return t.device().is_cpu(); });
 }
-
-template <typename Kind>
-bool kind_ok(int64_t k) { return k >= 0 && k < static_cast<int64_t>(Kind::COUNT); }
 
 static_assert(static_cast<int>(Op::COUNT) == 23, "ref_find: give the new op a reference kernel and a case below");
 
@@ -588,23 +581,22 @@ Kernel ref_find(const OpCall& c) {
     case Op::FILL:
       return is_any(out) ? &fill_ref : nullptr;
     case Op::BINARY:
-      return kind_ok<BinaryKind>(c.i[0]) && is_any(out) && is_any(in0) && is_any(in1) ? &binary_ref : nullptr;
+      return kind_in_range<BinaryKind>(c.i[0]) && is_any(out) && is_any(in0) && is_any(in1) ? &binary_ref : nullptr;
     case Op::SCALAR:
-      return kind_ok<BinaryKind>(c.i[0]) && is_any(out) && is_any(in0) ? &scalar_ref : nullptr;
+      return kind_in_range<BinaryKind>(c.i[0]) && is_any(out) && is_any(in0) ? &scalar_ref : nullptr;
     case Op::UNARY: {
-      if (!kind_ok<UnaryKind>(c.i[0])) return nullptr;
+      if (!kind_in_range<UnaryKind>(c.i[0])) return nullptr;
       // Integer tensors: the kinds the front-end allows on them (exact in double, wrapped on store).
-      auto k = static_cast<UnaryKind>(c.i[0]);
-      bool int_ok = k == UnaryKind::NEG || k == UnaryKind::ABS || k == UnaryKind::RELU || k == UnaryKind::SQUARE;
       if (is_float(out) && is_float(in0)) return &unary_ref;
-      return int_ok && is_any(out) && is_any(in0) ? &unary_ref : nullptr;
+      return unary_allows_integer(static_cast<UnaryKind>(c.i[0])) && is_any(out) && is_any(in0) ? &unary_ref
+                                                                                              : nullptr;
     }
     case Op::CLAMP:
       return is_any(out) && is_any(in0) ? &clamp_ref : nullptr;
     case Op::WHERE:
       return is_any(out) && is_dtype(in0, DType::U8) && is_any(in1) && is_any(in2) ? &where_ref : nullptr;
     case Op::REDUCE: {
-      if (!kind_ok<ReduceKind>(c.i[0]) || !is_any(out) || !is_any(in0)) return nullptr;
+      if (!kind_in_range<ReduceKind>(c.i[0]) || !is_any(out) || !is_any(in0)) return nullptr;
       const bool float_only = static_cast<ReduceKind>(c.i[0]) == ReduceKind::MEAN;
       return !float_only || (is_float(out) && is_float(in0)) ? &reduce_ref : nullptr;
     }
@@ -625,7 +617,7 @@ Kernel ref_find(const OpCall& c) {
     case Op::RMS_NORM:
       return is_float(out) && is_float(in0) && float_or_absent(in1) ? &rms_norm_ref : nullptr;
     case Op::MATMUL:
-      return kind_ok<Activation>(c.i[0]) && is_float(out) && is_float(in0) && is_float(in1) && float_or_absent(in2)
+      return kind_in_range<Activation>(c.i[0]) && is_float(out) && is_float(in0) && is_float(in1) && float_or_absent(in2)
                  ? &matmul_ref
                  : nullptr;
     case Op::ATTENTION: {
