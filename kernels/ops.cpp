@@ -271,11 +271,14 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r, i
   VL_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), "cross_entropy: targets must be (",
            logits.size(0), ",) for logits ", logits.describe(), ", got ", targets.describe());
   Tensor t64 = targets.to(DType::I64).contiguous();
+  int64_t n_counted = 0;  // targets that are not ignore_index: the MEAN divisor
   {
     std::vector<int64_t> v = t64.to_vector<int64_t>();
-    for (size_t i = 0; i < v.size(); ++i)
+    for (size_t i = 0; i < v.size(); ++i) {
       VL_CHECK(v[i] == ignore_index || (v[i] >= 0 && v[i] < logits.size(1)), "cross_entropy: target ", v[i],
                " at position ", i, " is out of range [0, ", logits.size(1), ")");
+      n_counted += v[i] != ignore_index;
+    }
   }
   OpCall c;
   c.op = Op::CROSS_ENTROPY;
@@ -286,9 +289,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r, i
   if (r == Reduction::NONE) return per;
   Tensor total = sum_all(per);
   if (r == Reduction::SUM) return total;
-  int64_t n = 0;
-  for (int64_t v : t64.to_vector<int64_t>()) n += v != ignore_index;
-  return div(total, static_cast<double>(n));  // n == 0 -> NaN, as torch
+  return div(total, static_cast<double>(n_counted));  // 0 counted -> NaN, as torch
 }
 
 // ---- normalization --------------------------------------------------------------------------------
