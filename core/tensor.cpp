@@ -2,6 +2,8 @@
 // COPY / FILL ops so they run on whichever backend owns the memory.
 #include "core/tensor.h"
 
+#include "core/autograd.h"
+
 #include <cmath>
 #include <sstream>
 
@@ -211,7 +213,7 @@ Tensor Tensor::as_strided(Shape shape, Shape strides, int64_t offset) const {
                         static_cast<int64_t>(storage_->nbytes()),
            "as_strided: shape ", shape_str(shape), " strides ", shape_str(strides), " offset ", offset,
            " out of bounds for a storage of ", storage_->nbytes(), " bytes (", describe(), ")");
-  Tensor t = *this;
+  Tensor t = detach();
   t.shape_ = std::move(shape);
   t.strides_ = std::move(strides);
   t.offset_ = offset;
@@ -270,12 +272,15 @@ Tensor Tensor::view(Shape shape) const {
   Shape st;
   VL_CHECK(compute_view_strides(shape_, strides_, shape, st), "view: cannot view ", describe(), " as ",
            shape_str(shape), " without a copy (use reshape)");
-  return as_strided(shape, st, offset_);
+  return autograd::record(as_strided(shape, st, offset_), "view", {*this},
+                          [s = shape_](const Tensor& g) -> std::vector<Tensor> { return {g.reshape(s)}; });
 }
 Tensor Tensor::reshape(Shape shape) const {
   shape = infer_shape(std::move(shape), numel(), "reshape", describe());
   Shape st;
-  if (compute_view_strides(shape_, strides_, shape, st)) return as_strided(shape, st, offset_);
+  if (compute_view_strides(shape_, strides_, shape, st))
+    return autograd::record(as_strided(shape, st, offset_), "reshape", {*this},
+                            [s = shape_](const Tensor& g) -> std::vector<Tensor> { return {g.reshape(s)}; });
   return contiguous().view(shape);
 }
 Tensor Tensor::flatten(int64_t start, int64_t end) const {
@@ -293,33 +298,42 @@ Tensor Tensor::flatten(int64_t start, int64_t end) const {
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   d0 = wrap_dim(d0, "transpose");
   d1 = wrap_dim(d1, "transpose");
-  Tensor t = *this;
+  Tensor t = detach();
   std::swap(t.shape_[d0], t.shape_[d1]);
   std::swap(t.strides_[d0], t.strides_[d1]);
-  return t;
+  return autograd::record(t, "transpose", {*this},
+                          [d0, d1](const Tensor& g) -> std::vector<Tensor> { return {g.transpose(d0, d1)}; });
 }
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   VL_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute: ", dims.size(), " dims given for ", describe());
   std::vector<bool> seen(dims.size(), false);
-  Tensor t = *this;
+  std::vector<int64_t> inverse(dims.size());
+  Tensor t = detach();
   for (size_t i = 0; i < dims.size(); ++i) {
     int64_t d = wrap_dim(dims[i], "permute");
     VL_CHECK(!seen[d], "permute: dim ", d, " repeated");
     seen[d] = true;
+    inverse[d] = static_cast<int64_t>(i);
     t.shape_[i] = shape_[d];
     t.strides_[i] = strides_[d];
   }
-  return t;
+  return autograd::record(t, "permute", {*this},
+                          [inverse](const Tensor& g) -> std::vector<Tensor> { return {g.permute(inverse)}; });
 }
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   d = wrap_dim(d, "narrow");
   if (start < 0) start += shape_[d];
   VL_CHECK(start >= 0 && length >= 0 && start + length <= shape_[d], "narrow: range [", start, ", ",
            start + length, ") out of bounds for dim ", d, " of ", describe());
-  Tensor t = *this;
+  Tensor t = detach();
   t.shape_[d] = length;
   t.offset_ += start * strides_[d];
-  return t;
+  return autograd::record(t, "narrow", {*this}, [s = shape_, dt = dtype_, dev = device(), d, start, length](
+                                                    const Tensor& g) -> std::vector<Tensor> {
+    Tensor z = Tensor::zeros(s, dt, dev);
+    z.narrow(d, start, length).copy_(g);
+    return {z};
+  });
 }
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
   d = wrap_dim(d, "slice");
@@ -329,21 +343,31 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   if (end < 0) end += n;
   start = std::min(std::max<int64_t>(start, 0), n);
   end = std::min(std::max<int64_t>(end, start), n);
-  Tensor t = *this;
+  Tensor t = detach();
   t.shape_[d] = (end - start + step - 1) / step;
   t.strides_[d] = strides_[d] * step;
   t.offset_ += start * strides_[d];
-  return t;
+  return autograd::record(t, "slice", {*this}, [s = shape_, dt = dtype_, dev = device(), d, start, end, step](
+                                                   const Tensor& g) -> std::vector<Tensor> {
+    Tensor z = Tensor::zeros(s, dt, dev);
+    z.slice(d, start, end, step).copy_(g);
+    return {z};
+  });
 }
 Tensor Tensor::select(int64_t d, int64_t index) const {
   d = wrap_dim(d, "select");
   if (index < 0) index += shape_[d];
   VL_CHECK(index >= 0 && index < shape_[d], "select: index ", index, " out of range for dim ", d, " of ", describe());
-  Tensor t = *this;
+  Tensor t = detach();
   t.offset_ += index * strides_[d];
   t.shape_.erase(t.shape_.begin() + d);
   t.strides_.erase(t.strides_.begin() + d);
-  return t;
+  return autograd::record(t, "select", {*this}, [s = shape_, dt = dtype_, dev = device(), d, index](
+                                                    const Tensor& g) -> std::vector<Tensor> {
+    Tensor z = Tensor::zeros(s, dt, dev);
+    z.select(d, index).copy_(g);
+    return {z};
+  });
 }
 Tensor Tensor::expand(Shape shape) const {
   VL_CHECK(shape.size() >= shape_.size(), "expand: cannot expand ", describe(), " to fewer dims ", shape_str(shape));
@@ -360,30 +384,41 @@ Tensor Tensor::expand(Shape shape) const {
     if (cur == shape[i]) st[i] = strides_[i - lead];
     else VL_CHECK(cur == 1, "expand: ", describe(), " cannot expand to ", shape_str(shape), " (dim ", i, ")");
   }
-  return as_strided(shape, st, offset_);
+  if (shape == shape_) return *this;
+  return autograd::record(as_strided(shape, st, offset_), "expand", {*this},
+                          [s = shape_](const Tensor& g) -> std::vector<Tensor> { return {autograd::sum_to(g, s)}; });
 }
 Tensor Tensor::squeeze(int64_t d) const {
   d = wrap_dim(d, "squeeze");
   if (shape_[d] != 1) return *this;
-  Tensor t = *this;
+  Tensor t = detach();
   t.shape_.erase(t.shape_.begin() + d);
   t.strides_.erase(t.strides_.begin() + d);
-  return t;
+  return autograd::record(t, "squeeze", {*this},
+                          [d](const Tensor& g) -> std::vector<Tensor> { return {g.unsqueeze(d)}; });
 }
 Tensor Tensor::unsqueeze(int64_t d) const {
   int64_t n = dim() + 1;
   VL_CHECK(d >= -n && d < n, "unsqueeze: dim ", d, " out of range for ", describe());
   if (d < 0) d += n;
-  Tensor t = *this;
+  Tensor t = detach();
   int64_t st = d < dim() ? strides_[d] * shape_[d] : 1;
   t.shape_.insert(t.shape_.begin() + d, 1);
   t.strides_.insert(t.strides_.begin() + d, st);
-  return t;
+  return autograd::record(t, "unsqueeze", {*this},
+                          [d](const Tensor& g) -> std::vector<Tensor> { return {g.squeeze(d)}; });
 }
 
 // ---- copies ---------------------------------------------------------------------------------------
+// In-place writes are not recorded: writing into a tensor that requires grad is an error while grad
+// mode is on (autograd would silently compute wrong gradients).
+static void check_inplace(const Tensor& t, const char* op) {
+  VL_CHECK(!(t.requires_grad() && autograd::grad_enabled()), op, ": in-place write into ", t.describe(),
+           ", which requires grad (update parameters under autograd::NoGradGuard)");
+}
 void Tensor::copy_(const Tensor& src) const {
   VL_CHECK(defined() && src.defined(), "copy_: undefined tensor");
+  check_inplace(*this, "copy_");
   VL_CHECK(src.device() == device(), "copy_: source on ", src.device().name(), " but destination on ",
            device().name(), " (use to(device) first)");
   OpCall c;
@@ -393,6 +428,7 @@ void Tensor::copy_(const Tensor& src) const {
   dispatch(c);
 }
 void Tensor::fill_(double value) const {
+  check_inplace(*this, "fill_");
   OpCall c;
   c.op = Op::FILL;
   c.out = {*this};
@@ -406,13 +442,15 @@ Tensor Tensor::contiguous() const {
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, dtype_, device());
   if (numel() > 0) t.copy_(*this);
-  return t;
+  return autograd::record(t, "clone", {*this}, [](const Tensor& g) -> std::vector<Tensor> { return {g}; });
 }
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor t = empty(shape_, dtype, device());
   if (numel() > 0) t.copy_(*this);
-  return t;
+  if (!is_floating(dtype)) return t;  // integer results carry no gradient
+  return autograd::record(t, "to(dtype)", {*this},
+                          [dt = dtype_](const Tensor& g) -> std::vector<Tensor> { return {g.to(dt)}; });
 }
 Tensor Tensor::to(Device dev) const {
   if (dev == device()) return *this;
@@ -423,7 +461,8 @@ Tensor Tensor::to(Device dev) const {
   if (src.device().is_cpu() && dev.is_cuda()) cuda_memcpy_h2d(t.data_ptr(), src.data_ptr(), n);
   else if (src.device().is_cuda() && dev.is_cpu()) cuda_memcpy_d2h(t.data_ptr(), src.data_ptr(), n);
   else cuda_memcpy_d2d(t.data_ptr(), src.data_ptr(), n);
-  return t;
+  return autograd::record(t, "to(device)", {*this},
+                          [d = device()](const Tensor& g) -> std::vector<Tensor> { return {g.to(d)}; });
 }
 Tensor Tensor::to(Device dev, DType dtype) const { return to(dev).to(dtype); }
 

@@ -19,6 +19,8 @@
 
 namespace vislang {
 
+namespace autograd { struct Meta; }
+
 template <typename T> DType dtype_of();
 template <> inline DType dtype_of<float>() { return DType::F32; }
 template <> inline DType dtype_of<double>() { return DType::F64; }
@@ -108,6 +110,7 @@ class Tensor {
   Tensor expand(Shape shape) const;  // -1 keeps a size; size-1 dims broadcast with stride 0
   Tensor squeeze(int64_t d) const;
   Tensor unsqueeze(int64_t d) const;
+  // Raw view on the same storage. Not recorded by autograd: the result is detached.
   Tensor as_strided(Shape shape, Shape strides, int64_t offset) const;
 
   // ---- copies --------------------------------------------------------------------------------
@@ -120,6 +123,22 @@ class Tensor {
   void copy_(const Tensor& src) const;
   void fill_(double value) const;
 
+  // ---- autograd (core/autograd.h) -------------------------------------------------------------
+  bool requires_grad() const;
+  // Marks this leaf as needing a gradient (floating dtypes only). Copies of the handle made after
+  // this call share the flag and the .grad.
+  Tensor& requires_grad_(bool on = true);
+  Tensor grad() const;                  // accumulated by backward(); undefined before
+  void set_grad(const Tensor& g) const; // e.g. set_grad(Tensor()) to clear
+  bool is_leaf() const;                 // not produced by a recorded op
+  void retain_grad() const;             // keep .grad on a non-leaf too
+  Tensor detach() const;                // same storage and view, no autograd history
+  // Backpropagates from this tensor; `grad` defaults to 1 for a one-element tensor.
+  void backward() const;
+  void backward(const Tensor& grad, bool retain_graph = false) const;
+  const std::shared_ptr<autograd::Meta>& autograd_meta() const { return ag_; }
+  void set_autograd_meta(std::shared_ptr<autograd::Meta> m) { ag_ = std::move(m); }
+
   // ---- host access ---------------------------------------------------------------------------
   template <typename T> std::vector<T> to_vector() const;  // any dtype/device, converted to T
   double item() const;                                     // numel must be 1
@@ -129,9 +148,10 @@ class Tensor {
   DType dtype_ = DType::F32;
   Shape shape_, strides_;
   int64_t offset_ = 0;
+  std::shared_ptr<autograd::Meta> ag_;  // null: no autograd state
 };
 
-// RAII: while alive on this thread, no autograd graph is recorded (the training issue adds the tape).
+// RAII: while alive on this thread, no autograd graph is recorded (see core/autograd.h).
 class InferenceMode {
  public:
   InferenceMode();

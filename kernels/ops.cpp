@@ -8,56 +8,21 @@
 #include <cmath>
 #include <limits>
 
+#include "core/autograd.h"
 #include "kernels/cpu/prepack.h"  // prepack_linear_weight: the CPU backend's weight registry
+#include "kernels/op_checks.h"    // check_float, check_param, run1, ...: shared with grad_ops.cpp
+#include "kernels/grad_ops.h"
 
 namespace vislang::ops {
 
+// Backward closures (core/autograd.h) follow each forward op: autograd::record attaches them when an
+// input requires grad. They receive g = dL/d(out) and return dL/d(input) per input; `Grads` is that list.
+using Grads = std::vector<Tensor>;
+using autograd::sum_to;
+
 namespace {
-
-void check_defined(const Tensor& t, const char* op, const char* what) {
-  VL_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
-}
-void check_float(const Tensor& t, const char* op, const char* what) {
-  check_defined(t, op, what);
-  VL_CHECK(is_floating(t.dtype()), op, ": ", what, " must be a floating tensor (f32/f16/bf16/f64), got ",
-           t.describe());
-}
-void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
-  if (a.defined() && b.defined())
-    VL_CHECK(a.device() == b.device(), op, ": tensors on different devices: ", a.describe(), " vs ", b.describe());
-}
-void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
-  if (a.defined() && b.defined())
-    VL_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ: ", a.describe(), " vs ", b.describe(),
-             " (cast one with to(dtype))");
-}
-void check_index(const Tensor& t, const char* op, const char* what) {
-  check_defined(t, op, what);
-  VL_CHECK(t.dtype() == DType::I64 || t.dtype() == DType::I32, op, ": ", what, " must be i32 or i64, got ",
-           t.describe());
-}
-// A 1-D per-channel parameter of length C, or undefined.
-void check_param(const Tensor& p, int64_t c, const Tensor& x, const char* op, const char* what) {
-  if (!p.defined()) return;
-  check_same_device(p, x, op);
-  check_same_dtype(p, x, op);
-  VL_CHECK(p.dim() == 1 && p.size(0) == c, op, ": ", what, " must have shape (", c, ",), got ", p.describe(),
-           " for input ", x.describe());
-}
-Tensor run1(OpCall& c) {
-  if (c.out[0].numel() > 0) dispatch(c);
-  return c.out[0];
-}
-Tensor maybe_contig(const Tensor& t) { return t.defined() ? t.contiguous() : t; }
-// Host-side check that all indices lie in [0, n) (ids are usually small; copying is cheap next to the op).
-void check_index_range(const Tensor& idx, int64_t n, const char* op, const char* what) {
-  if (idx.numel() == 0) return;
-  std::vector<int64_t> v = idx.to_vector<int64_t>();
-  for (size_t i = 0; i < v.size(); ++i)
-    VL_CHECK(v[i] >= 0 && v[i] < n, op, ": ", what, " value ", v[i], " at flat position ", i,
-             " is out of range [0, ", n, ")");
-}
-
+// 1 where x > 0 else 0, times g: the step function through relu's backward (there is no compare op).
+Tensor step_times(const Tensor& x, const Tensor& g) { return unary_backward(UnaryKind::RELU, x, g); }
 }  // namespace
 
 // ---- elementwise ----------------------------------------------------------------------------------
@@ -74,7 +39,29 @@ Tensor binary(BinaryKind k, const Tensor& a, const Tensor& b) {
   c.i[0] = static_cast<int64_t>(k);
   c.in = {a.expand(s), b.expand(s)};
   c.out = {Tensor::empty(s, a.dtype(), a.device())};
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad(a, b)) return out;
+  return autograd::record(out, op, {a, b}, [k, a = a.detach(), b = b.detach(), out = out.detach()](const Tensor& g) {
+    const Shape &sa = a.shape(), &sb = b.shape();
+    switch (k) {
+      case BinaryKind::ADD: return Grads{sum_to(g, sa), sum_to(g, sb)};
+      case BinaryKind::SUB: return Grads{sum_to(g, sa), sum_to(neg(g), sb)};
+      case BinaryKind::MUL: return Grads{sum_to(mul(g, b), sa), sum_to(mul(g, a), sb)};
+      case BinaryKind::DIV: {  // out = a / b: d/da = 1/b, d/db = -out/b
+        Tensor ga = div(g, b);
+        return Grads{sum_to(ga, sa), sum_to(neg(mul(ga, out)), sb)};
+      }
+      case BinaryKind::MAX: case BinaryKind::MIN: {  // the larger (smaller) input takes g; ties go to b
+        Tensor ga = k == BinaryKind::MAX ? step_times(sub(a, b), g) : step_times(sub(b, a), g);
+        return Grads{sum_to(ga, sa), sum_to(sub(g, ga), sb)};
+      }
+      case BinaryKind::POW: {  // out = a^b: d/da = b a^(b-1), d/db = out ln a
+        Tensor ga = mul(g, mul(b, binary(BinaryKind::POW, a, sub(b, 1.0))));
+        return Grads{sum_to(ga, sa), sum_to(mul(g, mul(out, log(a))), sb)};
+      }
+      default: VL_FAIL(binary_name(k), ": no backward");
+    }
+  });
 }
 Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryKind::ADD, a, b); }
 Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryKind::SUB, a, b); }
@@ -94,7 +81,21 @@ Tensor scalar(BinaryKind k, const Tensor& a, double s, bool reverse) {
   c.f[0] = static_cast<float>(s);
   c.in = {a};
   c.out = {Tensor::empty(a.shape(), a.dtype(), a.device())};
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad(a)) return out;
+  return autograd::record(out, op, {a}, [k, s, reverse, a = a.detach(), out = out.detach()](const Tensor& g) {
+    switch (k) {
+      case BinaryKind::ADD: return Grads{g};
+      case BinaryKind::SUB: return Grads{reverse ? neg(g) : g};
+      case BinaryKind::MUL: return Grads{mul(g, s)};
+      case BinaryKind::DIV: return Grads{reverse ? neg(mul(g, div(out, a))) : div(g, s)};  // s/a: -out/a
+      case BinaryKind::MAX: return Grads{step_times(sub(a, s), g)};
+      case BinaryKind::MIN: return Grads{step_times(rsub(s, a), g)};
+      case BinaryKind::POW:  // a^s: s a^(s-1); s^a: out ln s
+        return Grads{reverse ? mul(g, mul(out, std::log(s))) : mul(g, mul(scalar(BinaryKind::POW, a, s - 1.0), s))};
+      default: VL_FAIL(binary_name(k), ": no backward");
+    }
+  });
 }
 Tensor add(const Tensor& a, double s) { return scalar(BinaryKind::ADD, a, s); }
 Tensor sub(const Tensor& a, double s) { return scalar(BinaryKind::SUB, a, s); }
@@ -115,7 +116,8 @@ Tensor unary(UnaryKind k, const Tensor& x) {
   c.i[0] = static_cast<int64_t>(k);
   c.in = {x};
   c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
-  return run1(c);
+  return autograd::record(run1(c), op, {x},
+                          [k, x = x.detach()](const Tensor& g) { return Grads{unary_backward(k, x, g)}; });
 }
 Tensor neg(const Tensor& x) { return unary(UnaryKind::NEG, x); }
 Tensor exp(const Tensor& x) { return unary(UnaryKind::EXP, x); }
@@ -149,7 +151,8 @@ Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi
   c.f[1] = static_cast<float>(hi.value_or(inf));
   c.in = {x};
   c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
-  return run1(c);
+  return autograd::record(run1(c), "clamp", {x},
+                          [lo, hi, x = x.detach()](const Tensor& g) { return Grads{clamp_backward(x, g, lo, hi)}; });
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
@@ -165,7 +168,11 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   c.op = Op::WHERE;
   c.in = {cond.expand(s), a.expand(s), b.expand(s)};
   c.out = {Tensor::empty(s, a.dtype(), a.device())};
-  return run1(c);
+  return autograd::record(run1(c), "where", {cond, a, b}, [cond = cond.detach(), sa = a.shape(), sb = b.shape()](
+                                                              const Tensor& g) {
+    Tensor zero = Tensor::zeros({}, g.dtype(), g.device());
+    return Grads{Tensor(), sum_to(where(cond, g, zero), sa), sum_to(where(cond, zero, g), sb)};
+  });
 }
 
 // ---- reductions -----------------------------------------------------------------------------------
@@ -191,7 +198,16 @@ Tensor reduce(ReduceKind k, const Tensor& x, int64_t dim, bool keepdim) {
   c.out = {Tensor::empty(s, x.dtype(), x.device())};
   if (x.numel() == 0) c.out[0].fill_(0.0);
   else run1(c);
-  return finish_keepdim(c.out[0], dim, keepdim);
+  Tensor out = finish_keepdim(c.out[0], dim, keepdim);
+  if (!autograd::needs_grad(x)) return out;
+  return autograd::record(out, op, {x}, [k, dim, keepdim, x = x.detach()](const Tensor& g_in) {
+    Tensor g = keepdim ? g_in : g_in.unsqueeze(dim);  // (.., 1, ..)
+    if (k == ReduceKind::SUM) return Grads{g.expand(x.shape()).contiguous()};
+    if (k == ReduceKind::MEAN) return Grads{div(g.expand(x.shape()), static_cast<double>(x.size(dim)))};
+    // max / min: the gradient goes to the first extreme element (the index argmax reports), as torch.
+    Tensor idx = argmax(k == ReduceKind::MAX ? x : neg(x), dim, true);
+    return Grads{scatter_add(x.shape(), dim, idx, g)};
+  });
 }
 Tensor sum(const Tensor& x, int64_t dim, bool keepdim) { return reduce(ReduceKind::SUM, x, dim, keepdim); }
 Tensor mean(const Tensor& x, int64_t dim, bool keepdim) { return reduce(ReduceKind::MEAN, x, dim, keepdim); }
@@ -232,7 +248,10 @@ TopK topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
   c.in = {x.contiguous()};
   c.out = {Tensor::empty(s, x.dtype(), x.device()), Tensor::empty(s, DType::I64, x.device())};
   run1(c);
-  return {c.out[0], c.out[1]};
+  Tensor values = autograd::record(c.out[0], "topk", {x}, [dim, shape = x.shape(), idx = c.out[1]](const Tensor& g) {
+    return Grads{scatter_add(shape, dim, idx, g)};
+  });
+  return {values, c.out[1]};
 }
 
 static Tensor softmax_impl(const Tensor& x, int64_t dim, bool log, const char* op) {
@@ -245,7 +264,11 @@ static Tensor softmax_impl(const Tensor& x, int64_t dim, bool log, const char* o
   c.i[1] = log ? 1 : 0;
   c.in = {x.contiguous()};
   c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad(x)) return out;
+  return autograd::record(out, op, {x}, [dim, log, y = out.detach()](const Tensor& g) {
+    return Grads{softmax_backward(y, g.contiguous(), dim, log)};
+  });
 }
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false, "softmax"); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true, "log_softmax"); }
@@ -260,7 +283,15 @@ Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
   c.f[0] = static_cast<float>(eps);
   c.in = {x.contiguous()};
   c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad(x)) return out;
+  // y = x / max(n, eps), n = ||x||: dx = (g − y·Σ(g·y)·[n > eps]) / max(n, eps)
+  return autograd::record(out, "l2_normalize", {x}, [dim, eps, x = x.detach(), y = out.detach()](const Tensor& g) {
+    Tensor n = sqrt(sum(mul(x, x), dim, true));
+    Tensor above = step_times(sub(n, eps), Tensor::ones(n.shape(), n.dtype(), n.device()));
+    Tensor proj = mul(y, mul(sum(mul(g, y), dim, true), above));
+    return Grads{div(sub(g, proj), clamp(n, eps, std::nullopt))};
+  });
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r, int64_t ignore_index) {
@@ -286,6 +317,24 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, Reduction r, i
   c.in = {logits.contiguous(), t64};
   c.out = {Tensor::empty({logits.size(0)}, logits.dtype(), logits.device())};
   Tensor per = run1(c);
+  if (autograd::needs_grad(logits)) {
+    // d per_i / d logits_i = softmax(logits_i) − onehot(t_i), zero for ignored rows.
+    per = autograd::record(per, "cross_entropy", {logits}, [ignore_index, logits = logits.detach(), t64](
+                                                              const Tensor& g) {
+      int64_t N = logits.size(0), C = logits.size(1);
+      std::vector<int64_t> t = t64.to_vector<int64_t>();
+      std::vector<float> keep(t.size());
+      for (size_t i = 0; i < t.size(); ++i) {
+        keep[i] = t[i] == ignore_index ? 0.f : 1.f;
+        if (t[i] == ignore_index) t[i] = 0;
+      }
+      Device dev = logits.device();
+      Tensor idx = Tensor::from_vector(t, {N, 1}).to(dev);
+      Tensor w = Tensor::from_vector(keep, {N, 1}, logits.dtype()).to(dev);
+      Tensor onehot = scatter_add({N, C}, 1, idx, Tensor::ones({N, 1}, logits.dtype(), dev));
+      return Grads{mul(sub(softmax(logits, 1), onehot), mul(g.view({N, 1}), w))};
+    });
+  }
   if (r == Reduction::NONE) return per;
   Tensor total = sum_all(per);
   if (r == Reduction::SUM) return total;
@@ -304,7 +353,15 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   c.f[0] = static_cast<float>(eps);
   c.in = {x.contiguous(), maybe_contig(weight), maybe_contig(bias)};
   c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad(x, weight, bias)) return out;
+  return autograd::record(out, "layer_norm", {x, weight, bias}, [eps, x = x.detach(), w = weight.detach(),
+                                                                  has_bias = bias.defined()](const Tensor& g) {
+    LayerNormGrads r = layer_norm_backward(x, w, g.contiguous(), eps);
+    Tensor db = r.dbias;
+    if (has_bias && !db.defined()) db = sum(g.reshape({-1, x.size(-1)}), 0);
+    return Grads{r.dx, r.dweight, has_bias ? db : Tensor()};
+  });
 }
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   check_float(x, "rms_norm", "x");
@@ -315,7 +372,17 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   c.f[0] = static_cast<float>(eps);
   c.in = {x.contiguous(), maybe_contig(weight)};
   c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad(x, weight)) return out;
+  // r = rsqrt(mean(x²) + eps), x̂ = x·r, y = x̂·w:  dx = r·(g·w − x̂·mean(g·w·x̂)),  dw = Σ_rows g·x̂
+  return autograd::record(out, "rms_norm", {x, weight}, [eps, x = x.detach(), w = weight.detach()](const Tensor& g) {
+    Tensor r = rsqrt(add(mean(mul(x, x), -1, true), eps));
+    Tensor xh = mul(x, r);
+    Tensor gw = w.defined() ? mul(g, w) : g;
+    Tensor dx = mul(r, sub(gw, mul(xh, mean(mul(gw, xh), -1, true))));
+    Tensor dw = w.defined() ? sum(mul(g, xh).reshape({-1, x.size(-1)}), 0) : Tensor();
+    return Grads{dx, dw};
+  });
 }
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, double eps) {
@@ -334,7 +401,21 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   c.in = {x.contiguous(), running_mean.contiguous(), running_var.contiguous(), maybe_contig(weight),
           maybe_contig(bias)};
   c.out = {Tensor::empty(x.shape(), x.dtype(), x.device())};
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad(x, weight, bias)) return out;
+  // Inference batch norm is affine per channel: y = (x − μ)·s·w + b with s = rsqrt(var + eps) fixed.
+  return autograd::record(out, "batch_norm", {x, weight, bias}, [eps, x = x.detach(), mu = running_mean.detach(),
+                                                                  var = running_var.detach(), w = weight.detach(),
+                                                                  has_bias = bias.defined()](const Tensor& g) {
+    Shape cshape(static_cast<size_t>(x.dim()), 1);
+    cshape[1] = x.size(1);
+    Tensor s = rsqrt(add(var, eps)).reshape(cshape);
+    Tensor xh = mul(sub(x, mu.reshape(cshape)), s);
+    Tensor dx = mul(g, w.defined() ? mul(s, w.reshape(cshape)) : s);
+    Tensor dw = w.defined() ? sum_to(mul(g, xh), cshape).reshape({-1}) : Tensor();
+    Tensor db = has_bias ? sum_to(g, cshape).reshape({-1}) : Tensor();
+    return Grads{dx, dw, db};
+  });
 }
 
 // ---- matmul ---------------------------------------------------------------------------------------
@@ -345,6 +426,9 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool trans_b
   check_same_device(a_in, b_in, "matmul");
   check_same_dtype(a_in, b_in, "matmul");
   VL_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: 0-d operands: ", a_in.describe(), " @ ", b_in.describe());
+  // Training: the fused activation needs its input for backward, so it runs as its own op.
+  if (act != Activation::NONE && autograd::needs_grad(a_in, b_in, bias))
+    return activation(act, matmul(a_in, b_in, trans_a, trans_b, bias, Activation::NONE, alpha));
   // 1-D operands follow torch.matmul: a vector is a (1, K) row or a (K, 1) column.
   Tensor a = a_in.dim() == 1 ? a_in.unsqueeze(0) : a_in;
   Tensor b = b_in.dim() == 1 ? b_in.unsqueeze(1) : b_in;
@@ -393,6 +477,20 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool trans_a, bool trans_b
   } else {
     run1(c);
   }
+  if (autograd::needs_grad(a, b, bias)) {
+    // out = alpha·a b + bias over the broadcast batch:  da = alpha·g bᵀ,  db = alpha·aᵀ g,  dbias = Σ g.
+    Shape full = batch;
+    full.push_back(M);
+    full.push_back(N);
+    c.out[0] = autograd::record(c.out[0], "matmul", {a, b, bias}, [alpha, full, a = a.detach(), b = b.detach(),
+                                                                   has_bias = bias.defined()](const Tensor& g3) {
+      Tensor g = g3.view(full);
+      Tensor da = sum_to(matmul(g, b, false, true, Tensor(), Activation::NONE, alpha), a.shape());
+      Tensor db = sum_to(matmul(a, g, true, false, Tensor(), Activation::NONE, alpha), b.shape());
+      Tensor dbias = has_bias ? sum(g.reshape({-1, g.size(-1)}), 0) : Tensor();
+      return Grads{da, db, dbias};
+    });
+  }
   Shape out_shape = batch;
   if (a_in.dim() > 1) out_shape.push_back(M);
   if (b_in.dim() > 1) out_shape.push_back(N);
@@ -419,6 +517,38 @@ void prepack_linear_weight(const Tensor& weight) {
 }
 
 // ---- attention ------------------------------------------------------------------------------------
+namespace {
+// Backward of softmax(scale·q kᵀ + masks) v, recomputing the probabilities P (B, H, Tq, Tk):
+//   dV = Pᵀ g,  dP = g Vᵀ,  dS = softmax_backward(P, dP),  dQ = scale·dS K,  dK = scale·dSᵀ Q.
+// Masked scores are clamped to −1e30 rather than −inf so that a fully masked query row (whose
+// forward output is defined as 0) gives a finite P; its gradient is then zeroed.
+Grads attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& kpm,
+                         bool causal, double scale, const Tensor& g_in, const Shape& mshape, DType mdtype) {
+  int64_t B = q.size(0), Tq = q.size(2), Tk = k.size(2);
+  Device dev = q.device();
+  Tensor s = matmul(q, k, false, true, Tensor(), Activation::NONE, scale);  // (B, H, Tq, Tk)
+  if (mask.defined()) s = add(s, mask);
+  Tensor neg_inf = Tensor::full({}, -std::numeric_limits<double>::infinity(), s.dtype(), dev);
+  if (causal) {
+    std::vector<uint8_t> m(static_cast<size_t>(Tq * Tk));
+    for (int64_t i = 0; i < Tq; ++i)
+      for (int64_t j = 0; j < Tk; ++j) m[i * Tk + j] = j > i + Tk - Tq;
+    s = where(Tensor::from_vector(m, {Tq, Tk}).to(dev), neg_inf, s);
+  }
+  if (kpm.defined()) s = where(kpm.view({B, 1, 1, Tk}), neg_inf, s);
+  s = clamp(s, -1e30, std::nullopt);
+  Tensor row_ok = step_times(add(max(s, -1, true), 1e29), Tensor::ones({B, q.size(1), Tq, 1}, s.dtype(), dev));
+  Tensor g = mul(g_in, row_ok);
+  Tensor p = softmax(s, -1);
+  Tensor dv = matmul(p, g, true, false);
+  Tensor ds = softmax_backward(p, matmul(g, v, false, true), -1);
+  Tensor dq = matmul(ds, k, false, false, Tensor(), Activation::NONE, scale);
+  Tensor dk = matmul(ds, q, true, false, Tensor(), Activation::NONE, scale);
+  Tensor dmask = mask.defined() ? sum_to(ds, mshape).to(mdtype) : Tensor();
+  return {dq, dk, dv, dmask};
+}
+}  // namespace
+
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
   const char* op = "scaled_dot_product_attention";
   check_float(q, op, "q");
@@ -463,7 +593,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     c.out[0].fill_(0.0);
     return c.out[0];
   }
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad({q, k, v, o.attn_mask})) return out;
+  return autograd::record(out, "attention", {q, k, v, o.attn_mask},
+                          [q = q.detach(), k = k.detach(), v = v.detach(), mask = mask.detach(), kpm, causal = o.causal,
+                           scale = static_cast<double>(c.f[0]), mshape = o.attn_mask.shape(),
+                           mdtype = o.attn_mask.dtype()](const Tensor& g) {
+    return attention_backward(q, k, v, mask, kpm, causal, scale, g, mshape, mdtype);
+  });
 }
 
 // ---- convolution & pooling ------------------------------------------------------------------------
@@ -488,7 +625,15 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
   for (int j = 0; j < 6; ++j) c.i[j] = p[j];
   c.in = {x.contiguous(), w.contiguous(), maybe_contig(bias)};
   c.out = {Tensor::empty({x.size(0), w.size(0), Ho, Wo}, x.dtype(), x.device())};
-  return run1(c);
+  Tensor out = run1(c);
+  if (!autograd::needs_grad(x, w, bias)) return out;
+  return autograd::record(out, "conv2d", {x, w, bias}, [o, x = x.detach(), w = w.detach(), need_dx = x.requires_grad(),
+                                                        need_dw = w.requires_grad(), has_bias = bias.defined()](
+                                                           const Tensor& g) {
+    Conv2dGrads r = conv2d_backward(x, w, g.contiguous(), o, need_dx, need_dw);
+    Tensor db = has_bias ? sum(sum(sum(g, 3), 2), 0) : Tensor();
+    return Grads{r.dx, r.dw, db};
+  });
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& o_in) {
@@ -509,6 +654,8 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& o_in) {
   int64_t Ho = out_size(x.size(2), o.kernel_h, o.stride_h, o.pad_h);
   int64_t Wo = out_size(x.size(3), o.kernel_w, o.stride_w, o.pad_w);
   VL_CHECK(Ho > 0 && Wo > 0, "avg_pool2d: input ", x.describe(), " smaller than the kernel");
+  VL_CHECK(!autograd::needs_grad(x), "avg_pool2d: backward is not implemented (inference only); run it under "
+           "autograd::NoGradGuard or on a tensor that does not require grad");
   OpCall c;
   c.op = Op::AVG_POOL2D;
   int64_t p[8] = {o.kernel_h, o.kernel_w, o.stride_h, o.stride_w, o.pad_h, o.pad_w, o.count_include_pad, o.ceil_mode};
@@ -531,7 +678,11 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
   c.op = Op::EMBEDDING;
   c.in = {table.contiguous(), ids.contiguous()};
   c.out = {Tensor::empty(s, table.dtype(), table.device())};
-  return run1(c);
+  return autograd::record(run1(c), "embedding", {table}, [shape = table.shape(), ids = ids.detach()](const Tensor& g) {
+    int64_t n = ids.numel(), D = shape[1];
+    Tensor idx = ids.to(DType::I64).reshape({n, 1}).expand({n, D}).contiguous();
+    return Grads{scatter_add(shape, 0, idx, g.reshape({n, D}).contiguous())};
+  });
 }
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
@@ -549,7 +700,12 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   c.i[0] = dim;
   c.in = {x, index.reshape({-1}).contiguous()};
   c.out = {Tensor::empty(s, x.dtype(), x.device())};
-  return run1(c);
+  return autograd::record(run1(c), "index_select", {x}, [dim, shape = x.shape(), index = c.in[1]](const Tensor& g) {
+    Shape is(g.shape().size(), 1);
+    is[static_cast<size_t>(dim)] = index.numel();
+    Tensor idx = index.to(DType::I64).view(is).expand(g.shape()).contiguous();
+    return Grads{scatter_add(shape, dim, idx, g.contiguous())};
+  });
 }
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
@@ -567,7 +723,9 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   c.i[0] = dim;
   c.in = {x, index.to(DType::I64).contiguous()};
   c.out = {Tensor::empty(index.shape(), x.dtype(), x.device())};
-  return run1(c);
+  return autograd::record(run1(c), "gather", {x}, [dim, shape = x.shape(), idx = c.in[1]](const Tensor& g) {
+    return Grads{scatter_add(shape, dim, idx, g.contiguous())};
+  });
 }
 
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
@@ -599,7 +757,18 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
     if (t.size(dim) > 0 && t.numel() > 0) out.narrow(dim, at, t.size(dim)).copy_(t);
     at += t.size(dim);
   }
-  return out;
+  if (!autograd::needs_grad(xs)) return out;
+  std::vector<int64_t> sizes;
+  for (const Tensor& t : xs) sizes.push_back(t.size(dim));
+  return autograd::record(out, "concat", xs, [dim, sizes](const Tensor& g) {
+    Grads r;
+    int64_t at = 0;
+    for (int64_t n : sizes) {
+      r.push_back(g.narrow(dim, at, n));
+      at += n;
+    }
+    return r;
+  });
 }
 
 Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
