@@ -6,7 +6,7 @@ namespace vislang::nn {
 void Linear::load(const WeightScope& s, int64_t in, int64_t out, bool has_bias, DType dt, bool prepack) {
   weight = s.get("weight", {out, in}, dt);
   bias = has_bias ? s.get("bias", {out}, dt) : Tensor();
-  if (prepack) ops::prepack_linear_weight(weight);
+  if (prepack && !s.trainable()) ops::prepack_linear_weight(weight);
 }
 
 void LayerNorm::load(const WeightScope& s, int64_t dim, double eps_, DType dt) {
@@ -21,7 +21,7 @@ void Conv2d::load(const WeightScope& s, int64_t in, int64_t out, int64_t k, int6
   bias = has_bias ? s.get("bias", {out}, dt) : Tensor();
   opt = {stride, stride, pad, pad, 1, 1};
   // The patch-embedding path of conv2d multiplies by the (out, in·k·k) matrix of a contiguous weight.
-  if (prepack && stride == k && pad == 0 && weight.is_contiguous())
+  if (prepack && !s.trainable() && stride == k && pad == 0 && weight.is_contiguous())
     ops::prepack_linear_weight(weight.view({out, in * k * k}));
 }
 

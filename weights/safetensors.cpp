@@ -355,8 +355,34 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 }
 
 // ---- WeightScope ----------------------------------------------------------------------------------
-WeightScope::WeightScope(SafeTensorsFile file, Device device)
-    : state_(std::make_shared<State>(State{std::move(file), device, {}})) {}
+WeightScope::WeightScope(SafeTensorsFile file, Device device) : state_(std::make_shared<State>()) {
+  state_->file.emplace(std::move(file));
+  state_->device = device;
+}
+WeightScope WeightScope::from_params(const NamedTensors& params, Device device) {
+  auto st = std::make_shared<State>();
+  st->device = device;
+  for (const auto& [name, t] : params) {
+    VL_CHECK(t.defined(), "WeightScope::from_params: parameter '", name, "' is undefined");
+    VL_CHECK(st->tensors.emplace(name, t).second, "WeightScope::from_params: parameter '", name, "' given twice");
+  }
+  return WeightScope(st, "");
+}
+WeightScope WeightScope::with_initializer(Initializer init, Device device) {
+  VL_CHECK(init, "WeightScope::with_initializer: no initializer");
+  auto st = std::make_shared<State>();
+  st->device = device;
+  st->init = std::move(init);
+  return WeightScope(st, "");
+}
+NamedTensors WeightScope::params() const {
+  VL_CHECK(trainable(), "WeightScope::params: only in-memory scopes list their parameters");
+  return state_->created;
+}
+const SafeTensorsFile& WeightScope::file() const {
+  VL_CHECK(state_->file, "WeightScope::file: this scope holds tensors in memory, not a file");
+  return *state_->file;
+}
 
 std::string WeightScope::path(const std::string& name) const {
   return prefix_.empty() ? name : prefix_ + "." + name;
@@ -365,11 +391,29 @@ WeightScope WeightScope::sub(const std::string& name) const {
   VL_CHECK(!name.empty(), "WeightScope::sub: empty name under '", prefix_, "'");
   return WeightScope(state_, path(name));
 }
-bool WeightScope::has(const std::string& name) const { return state_->file.has(path(name)); }
+bool WeightScope::has(const std::string& name) const {
+  return state_->file ? state_->file->has(path(name)) : state_->tensors.count(path(name)) != 0;
+}
 
 Tensor WeightScope::get(const std::string& name, const Shape& expected, DType want) const {
   const std::string full = path(name);
-  const SafeTensorsFile& f = state_->file;
+  if (!state_->file) {  // in memory: hand out the tensor itself
+    auto it = state_->tensors.find(full);
+    if (it == state_->tensors.end()) {
+      VL_CHECK(state_->init, "parameter '", full, "' is missing (the model expects shape ", shape_str(expected), ")");
+      Tensor t = state_->init(full, expected, want);
+      it = state_->tensors.emplace(full, t).first;
+    }
+    const Tensor& t = it->second;
+    VL_CHECK(t.shape() == expected, "parameter '", full, "' has shape ", shape_str(t.shape()),
+             " but the model expects ", shape_str(expected));
+    VL_CHECK(t.dtype() == want && t.device() == state_->device, "parameter '", full, "' is ", t.describe(),
+             " but the model wants ", dtype_name(want), " on ", state_->device.name(),
+             " (in-memory parameters are never converted: convert them before building the model)");
+    if (state_->used.insert(full).second) state_->created.emplace_back(full, t);
+    return t;
+  }
+  const SafeTensorsFile& f = *state_->file;
   VL_CHECK(f.has(full), "weight '", full, "' is missing from '", f.path(), "' (the model expects shape ",
            shape_str(expected), ")");
   const TensorInfo& ti = f.info(full);
@@ -385,7 +429,11 @@ Tensor WeightScope::get(const std::string& name, const Shape& expected, DType wa
 std::vector<std::string> WeightScope::unused() const {
   std::vector<std::string> out;
   const std::string pre = prefix_.empty() ? "" : prefix_ + ".";
-  for (const std::string& n : state_->file.names())
+  std::vector<std::string> names;
+  if (state_->file) names = state_->file->names();
+  else
+    for (const auto& kv : state_->tensors) names.push_back(kv.first);
+  for (const std::string& n : names)
     if (n.compare(0, pre.size(), pre) == 0 && !state_->used.count(n)) out.push_back(n);
   return out;
 }
@@ -396,7 +444,8 @@ void WeightScope::check_all_used() const {
   std::string list;
   for (size_t i = 0; i < u.size() && i < 20; ++i) list += (i ? ", " : "") + u[i];
   if (u.size() > 20) list += str(", ... (", u.size() - 20, " more)");
-  VL_FAIL(u.size(), " unexpected tensor", u.size() == 1 ? "" : "s", " in '", state_->file.path(), "'",
+  VL_FAIL(u.size(), " unexpected tensor", u.size() == 1 ? "" : "s", " in '",
+          state_->file ? state_->file->path() : std::string("in-memory parameters"), "'",
           prefix_.empty() ? std::string() : " under '" + prefix_ + "'", " never loaded by the model: ", list);
 }
 

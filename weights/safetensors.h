@@ -17,7 +17,9 @@
 // opened read-only and never modified, and writing into a returned tensor stays in this process
 // (if the kernel refuses a writable private mapping, the mapping is read-only instead).
 #pragma once
+#include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -71,9 +73,24 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 // reads "vision_model.encoder.x", checks its shape (error: full path and both shapes), converts it to
 // the wanted dtype and device, and records the name; check_all_used() then reports tensors of the
 // file that no module asked for. Subscopes share the record.
+//
+// Training uses the same module code with the weights held in memory instead of a file:
+//  * WeightScope::from_params(named) hands out exactly the given tensors (shape and dtype checked,
+//    never converted or copied), so modules share them — and their autograd state — with the caller.
+//  * WeightScope::with_initializer(init) creates every tensor a model asks for with init(name, shape,
+//    dtype): a model built through it is randomly initialised, and params() lists its parameters.
+// Both report trainable() == true, and modules then skip inference-only optimisations (prepacking).
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
 class WeightScope {
  public:
   explicit WeightScope(SafeTensorsFile file, Device device = Device::cpu());
+  using Initializer = std::function<Tensor(const std::string& name, const Shape& shape, DType dtype)>;
+  static WeightScope from_params(const NamedTensors& params, Device device = Device::cpu());
+  static WeightScope with_initializer(Initializer init, Device device = Device::cpu());
+  bool trainable() const { return !state_->file.has_value(); }
+  // In-memory scopes: every tensor handed out by get(), in first-use order (the parameter list).
+  NamedTensors params() const;
   WeightScope sub(const std::string& name) const;
   std::string path(const std::string& name) const;  // prefix + "." + name
   bool has(const std::string& name) const;
@@ -81,11 +98,14 @@ class WeightScope {
   // Throws listing the tensors under this scope's prefix that get() was never called for.
   void check_all_used() const;
   std::vector<std::string> unused() const;
-  const SafeTensorsFile& file() const { return state_->file; }
+  const SafeTensorsFile& file() const;  // file-backed scopes only
 
  private:
   struct State {
-    SafeTensorsFile file;
+    std::optional<SafeTensorsFile> file;    // file-backed scope
+    std::map<std::string, Tensor> tensors;  // in-memory scope: name -> tensor
+    Initializer init;                       // with_initializer: makes missing tensors
+    NamedTensors created;                   // in-memory: handed-out tensors in first-use order
     Device device;
     std::set<std::string> used;
   };

@@ -135,12 +135,15 @@ Tensor TextTransformer::forward(const Tensor& ids_in) const {
 
 // ---- the model ------------------------------------------------------------------------------------
 ClipModel ClipModel::from_weights(const SafeTensorsFile& f, const ClipConfig& cfg, Device device, DType dtype) {
+  return from_scope(WeightScope(f, device), cfg, device, dtype);
+}
+
+ClipModel ClipModel::from_scope(const WeightScope& root, const ClipConfig& cfg, Device device, DType dtype) {
   VL_CHECK(is_floating(dtype) && dtype != DType::F64, "clip: model dtype must be f32, f16 or bf16");
   ClipModel m;
   m.cfg_ = cfg;
   m.device_ = device;
   m.dtype_ = dtype;
-  WeightScope root(f, device);
   if (cfg.vision.type == "vit") m.vision_ = std::make_shared<VitTower>(root, cfg, dtype);
   else m.vision_ = std::make_shared<ModifiedResNet>(root.sub("visual"), cfg, dtype);
   m.text_model_.load(root.sub("text_model"), cfg.text, dtype);
@@ -197,15 +200,17 @@ ClipModel ClipModel::load(const std::string& path, Device device, DType dtype) {
   return from_weights(f, cfg, device, dtype);
 }
 
+Tensor ClipModel::image_features(const Tensor& pixels) const { return vision_->encode(pixels.to(device_).to(dtype_)); }
+Tensor ClipModel::text_features(const Tensor& ids) const {
+  return text_projection_.forward(text_model_.forward(ids.to(device_)));
+}
 Tensor ClipModel::encode_image(const Tensor& pixels) const {
   InferenceMode guard;
-  Tensor p = pixels.to(device_).to(dtype_);
-  return vision_->encode(p).to(DType::F32);
+  return image_features(pixels).to(DType::F32);
 }
-
 Tensor ClipModel::encode_text(const Tensor& ids) const {
   InferenceMode guard;
-  return text_projection_.forward(text_model_.forward(ids.to(device_))).to(DType::F32);
+  return text_features(ids).to(DType::F32);
 }
 
 Tensor ClipModel::logits_per_image(const Tensor& image_emb, const Tensor& text_emb) const {

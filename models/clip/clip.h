@@ -76,9 +76,17 @@ class ClipModel {
   static ClipModel load(const std::string& path, Device device = Device::cpu(), DType dtype = DType::F32);
   // From an opened file with known config and naming (hf: HF names; else canonical — the same).
   static ClipModel from_weights(const SafeTensorsFile& f, const ClipConfig& cfg, Device device, DType dtype);
+  // From any WeightScope — in particular the in-memory ones training uses (weights/safetensors.h):
+  // WeightScope::with_initializer builds a randomly initialised model, from_params one on given
+  // tensors. The modules then share those tensors (and their gradients) with the caller.
+  static ClipModel from_scope(const WeightScope& root, const ClipConfig& cfg, Device device, DType dtype);
 
   Tensor encode_image(const Tensor& pixels) const;  // (B, 3, S, S) f32 -> (B, E) f32, not normalized
   Tensor encode_text(const Tensor& ids) const;      // (B, T) i64/i32 -> (B, E) f32, not normalized
+  // The same forward passes for training: recorded by autograd when parameters require grad; results
+  // in the model's dtype on its device (encode_* run under InferenceMode and return f32).
+  Tensor image_features(const Tensor& pixels) const;  // (B, 3, S, S) -> (B, E)
+  Tensor text_features(const Tensor& ids) const;      // (B, T) -> (B, E)
   // logits_per_image (Bi, Bt) = exp(logit_scale) · normalize(img) · normalize(txt)ᵀ
   Tensor logits_per_image(const Tensor& image_emb, const Tensor& text_emb) const;
   double logit_scale() const { return logit_scale_; }
