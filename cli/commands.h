@@ -10,3 +10,6 @@ int run_embed(int argc, char** argv);
 int run_zero_shot(int argc, char** argv);
 int run_similarity(int argc, char** argv);
 int run_bench_clip(int argc, char** argv);  // argv[0] is "clip"
+
+// Training (cli/train_command.cpp).
+int run_train(int argc, char** argv);

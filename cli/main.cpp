@@ -17,7 +17,8 @@ static void usage(std::ostream& os) {
         "  tokenize         CLIP token ids of texts (SOT ... EOT)\n"
         "  embed            image or text embeddings as JSON lines or a .npy matrix\n"
         "  zero-shot        zero-shot classification of images with prompt ensembling\n"
-        "  similarity       the image-text logits matrix\n\n"
+        "  similarity       the image-text logits matrix\n"
+        "  train            train a CLIP on the toy world (--recipe toy) or fine-tune one (--init)\n\n"
         "Run 'vislang <command> --help' for the options of a command.\n";
 }
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     if (cmd == "embed") return run_embed(argc - 1, argv + 1);
     if (cmd == "zero-shot") return run_zero_shot(argc - 1, argv + 1);
     if (cmd == "similarity") return run_similarity(argc - 1, argv + 1);
+    if (cmd == "train") return run_train(argc - 1, argv + 1);
     if (cmd == "bench") {
       if (argc >= 3 && std::string(argv[2]) == "ops") return run_bench_ops(argc - 2, argv + 2);
       if (argc >= 3 && std::string(argv[2]) == "clip") return run_bench_clip(argc - 2, argv + 2);

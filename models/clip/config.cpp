@@ -79,6 +79,27 @@ json ClipConfig::to_json() const {
   return j;
 }
 
+json ClipConfig::to_hf() const {
+  VL_CHECK(vision.type == "vit", "config: to_hf: only ViT image towers have a Hugging Face CLIPConfig");
+  json j;
+  j["model_type"] = "clip";
+  j["architectures"] = {"CLIPModel"};
+  j["_name_or_path"] = name;
+  j["projection_dim"] = projection_dim;
+  j["vision_config"] = {{"hidden_size", vision.width},       {"intermediate_size", vision.mlp_dim},
+                        {"num_hidden_layers", vision.layers}, {"num_attention_heads", vision.heads},
+                        {"image_size", vision.image_size},    {"patch_size", vision.patch_size},
+                        {"hidden_act", activation_name(vision.act)}, {"layer_norm_eps", vision.eps},
+                        {"projection_dim", projection_dim},   {"num_channels", 3}};
+  j["text_config"] = {{"vocab_size", text.vocab_size},        {"hidden_size", text.width},
+                      {"intermediate_size", text.mlp_dim},    {"num_hidden_layers", text.layers},
+                      {"num_attention_heads", text.heads},    {"max_position_embeddings", text.context_length},
+                      {"hidden_act", activation_name(text.act)}, {"layer_norm_eps", text.eps},
+                      {"eos_token_id", text.eos_token_id},    {"bos_token_id", text.eos_token_id - 1},
+                      {"pad_token_id", 0},                    {"projection_dim", projection_dim}};
+  return j;
+}
+
 ClipConfig ClipConfig::from_json(const json& j) {
   VL_CHECK(j.is_object(), "config: expected a JSON object");
   ClipConfig c;

@@ -58,6 +58,7 @@ struct ClipConfig {
   nlohmann::json to_json() const;                     // the canonical form (vislang.config)
   static ClipConfig from_json(const nlohmann::json&);  // inverse of to_json; errors name the field
   static ClipConfig from_hf(const nlohmann::json& config_json);  // HF CLIPConfig (config.json)
+  nlohmann::json to_hf() const;  // the HF config.json of a ViT CLIP (from_hf reads it back)
   static ClipConfig preset(const std::string& name);  // "ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14-336", "RN50"
 };
 
