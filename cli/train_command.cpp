@@ -125,10 +125,9 @@ int train_main(const Parsed& a) {
 }
 
 }  // namespace
+}  // namespace vislang::cli
 
 int run_train(int argc, char** argv) {
-  ArgParser p = train_parser();
-  return run_command(p, argc, argv, train_main);
+  vislang::cli::ArgParser p = vislang::cli::train_parser();
+  return vislang::cli::run_command(p, argc, argv, vislang::cli::train_main);
 }
-
-}  // namespace vislang::cli

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "image/png_write.h"  // write_file_atomic
 
 namespace vislang::train {
