@@ -196,8 +196,12 @@ int answer_id(const std::string& answer);  // index in answer_vocab(), -1 when a
 
 // Every applicable question about `s`, in QuestionType order, with answers derived from s.objects.
 // Objects are named by the shortest unambiguous phrase ("the circle", "the red object", "the red
-// circle"). Random choices (which relation to ask, the absent combination in a "no" EXISTS question)
-// are a pure function of (s.key, seed). A 1-object sample yields ~8 questions, a 2-object one ~16.
-std::vector<ToyQA> questions(const ToySample& s, uint64_t seed = 0);
+// circle"). Random choices (which relation or shape to ask about, the absent combination in a "no"
+// EXISTS question) are a pure function of (s.key, seed); yes/no questions are about half "yes".
+// A 1-object sample yields 9 questions, a 2-object one 13 to 15.
+// `avoid`: (color, shape) pairs never named in a question about an absent object — pass
+// world.config().held_out_combos for TRAIN samples so held-out combinations stay out of training text.
+std::vector<ToyQA> questions(const ToySample& s, uint64_t seed = 0,
+                             const std::vector<std::pair<int, int>>& avoid = {});
 
 }  // namespace vislang::toy

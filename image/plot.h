@@ -46,9 +46,10 @@ Image render_lines(const std::string& title, const std::vector<Series>& series, 
 void plot_lines(const std::string& png_path, const std::string& title, const std::vector<Series>& series,
                 const PlotOptions& options = {});
 
-// Draws `text` with the built-in 5x7 font at (x, y) = top-left of the first glyph; each glyph occupies
-// 6 x 8 cells of `scale` pixels (5x7 + spacing). Characters outside printable ASCII draw as '?'.
-// Returns the width drawn in pixels. Clipped to the image.
+// Draws `text` with the built-in 5x7 font at (x, y) = top-left of the first glyph, in cells of `scale`
+// pixels: a glyph is 5 wide and 7 high (capitals, digits) plus 2 rows of descender (g j p q y , ;), with
+// one column of spacing. Characters outside printable ASCII draw as '?'. Returns the width drawn in
+// pixels. Clipped to the image.
 int draw_text(Image& img, int x, int y, const std::string& text, std::array<uint8_t, 3> color, int scale = 1);
 int text_width(const std::string& text, int scale = 1);  // = 6 * scale * text.size() - scale
 
