@@ -591,7 +591,8 @@ ToySample ToyWorld::sample(uint64_t index, Split split) const {
   return s;
 }
 
-Tensor ToyWorld::batch(const std::vector<uint64_t>& indices, Split split, std::vector<ToySample>* samples) const {
+Tensor ToyWorld::batch(const std::vector<uint64_t>& indices, Split split, std::vector<ToySample>* samples,
+                       const PixelNorm& norm) const {
   std::vector<ToySample> v(indices.size());
   std::exception_ptr error;
 #pragma omp parallel for schedule(dynamic, 4)
@@ -604,7 +605,7 @@ Tensor ToyWorld::batch(const std::vector<uint64_t>& indices, Split split, std::v
     }
   }
   if (error) std::rethrow_exception(error);
-  Tensor out = to_tensor(v);  // (B, 3, S, S)
+  Tensor out = to_tensor(v, norm);  // (B, 3, S, S)
   if (samples) *samples = std::move(v);
   return out;
 }

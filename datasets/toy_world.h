@@ -112,6 +112,12 @@ std::vector<std::string> all_captions(const ToySample& s);
 std::vector<std::pair<int, int>> default_held_out_combos();
 
 // ---- the generator ---------------------------------------------------------------------------------
+// Per-channel normalization (x / 255 - mean) / std; the default is CLIP's mean/std.
+struct PixelNorm {
+  std::array<float, 3> mean{0.48145466f, 0.4578275f, 0.40821073f};
+  std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
+};
+
 struct ToyWorldConfig {
   int image_size = 64;           // S: images are S x S (>= 16; 64 for training, 224 for CLIP-sized)
   int max_objects = 2;           // 1 or 2 objects per image
@@ -139,10 +145,10 @@ class ToyWorld {
   std::vector<int> seen_labels() const;      // labels allowed in TRAIN, ascending
   std::vector<int> held_out_labels() const;  // labels of held_out_combos, ascending
 
-  // f32 (B, 3, S, S), normalized with `mean`/`std`, for the given indices of `split` (rendered in
-  // parallel with OpenMP). `samples`, when given, receives the ToySamples (captions, objects).
-  Tensor batch(const std::vector<uint64_t>& indices, Split split,
-               std::vector<ToySample>* samples = nullptr) const;
+  // f32 (B, 3, S, S) on the CPU, normalized with `norm`, for the given indices of `split` (rendered in
+  // parallel with OpenMP). `samples`, when given, receives the ToySamples (captions, objects), B of them.
+  Tensor batch(const std::vector<uint64_t>& indices, Split split, std::vector<ToySample>* samples = nullptr,
+               const PixelNorm& norm = {}) const;
 
   // Writes samples first_index .. first_index + n - 1 of `split` as <dir>/<split>_<index>.png (6+ digits,
   // zero padded) and <dir>/captions.csv ("path,caption" header, path relative to dir, RFC 4180
@@ -158,11 +164,6 @@ class ToyWorld {
 };
 
 // ---- tensors and files -----------------------------------------------------------------------------
-// Per-channel normalization (x / 255 - mean) / std; the default is CLIP's mean/std.
-struct PixelNorm {
-  std::array<float, 3> mean{0.48145466f, 0.4578275f, 0.40821073f};
-  std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
-};
 Tensor to_tensor(const ToySample& s, const PixelNorm& norm = {});                  // f32 (3, S, S)
 Tensor to_tensor(const std::vector<ToySample>& batch, const PixelNorm& norm = {});  // f32 (B, 3, S, S)
 // The sample's pixels as an RGB PNG (atomic write; errors name the path).

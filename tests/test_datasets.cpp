@@ -477,6 +477,7 @@ TEST_CASE("tensors: to_tensor and batch give normalized (B, 3, S, S)") {
   PixelNorm unit{{0, 0, 0}, {1, 1, 1}};
   Tensor raw = to_tensor(samples, unit);
   for (float x : raw.to_vector<float>()) REQUIRE((x >= 0 && x <= 1));
+  CHECK(vislang::test::compare(w.batch(idx, Split::TEST, nullptr, unit), raw, {0, 0}).ok);
 }
 
 TEST_CASE("VQA: answers agree with the labels; vocabulary; determinism") {
