@@ -56,13 +56,29 @@ enum class Op : uint8_t {
   EMBEDDING,      // out (.., D) = in0 table (V, D) contig [ in1 ids contig (..) i32/i64 ]; ids in range
   INDEX_SELECT,   // out = in0 (strided) indexed along dim i[0] by in1 ids (n) contig i32/i64
   GATHER,         // out[..i..] = in0[.. in1[..i..] ..] along dim i[0]; in1 contig i64 with out's shape
+  // ---- backward kernels (kernels/grad_ops.h); out has the dtype of the incoming gradient --------------
+  UNARY_BACKWARD,       // out = in1 grad · g'(in0 x); in0, in1 strided with out's shape. i[0] = UnaryKind, or
+                        //   -1 for clamp: out = grad where f[0] <= x <= f[1], else 0 (±inf for a missing bound)
+  SOFTMAX_BACKWARD,     // in0 y, in1 grad contig, same shape; along dim i[0]; i[1] = 1 for log_softmax.
+                        //   softmax: out = y·(g − Σ g·y);  log_softmax: out = g − exp(y)·Σ g
+  LAYER_NORM_BACKWARD,  // in0 x contig (.., C), in1 weight (C) contig or undefined, in2 grad contig (x's shape);
+                        //   out0 dx (x's shape), out1 dweight (C) or undefined, out2 dbias (C) or undefined
+                        //   (Σ over rows of g·x̂ and of g); f[0] = eps. Statistics are recomputed from x.
+  CONV2D_BACKWARD,      // in0 x (N, C, H, W), in1 w (O, C, kh, kw), in2 grad (N, O, Ho, Wo), all contig, one
+                        //   dtype; i[0..5] as CONV2D; i[6] = 0: out0 = dx (x's shape), 1: out0 = dw (w's shape).
+                        //   One gradient per call: dispatch() routes on a defined out[0], and the two products
+                        //   share nothing but the read of grad.
+  SCATTER_ADD,          // out (...) = 0, then out[.. in0[..i..] ..] += in1[..i..] along dim i[0]; in0 index contig
+                        //   i64 in range, in1 src contig with in0's shape, same rank as out, every other dim <=
+                        //   out's. The kernel zero-fills out (the front-end allocates it empty).
   COUNT
 };
 inline constexpr const char* kOpNames[] = {
     "copy",   "fill",          "binary",     "scalar",     "unary",      "clamp",  "where",
     "reduce", "argmax",        "topk",       "softmax",    "l2_normalize", "cross_entropy",
     "layer_norm", "rms_norm",  "matmul",     "attention",  "conv2d",     "avg_pool2d", "batch_norm",
-    "embedding", "index_select", "gather"};
+    "embedding", "index_select", "gather",
+    "unary_backward", "softmax_backward", "layer_norm_backward", "conv2d_backward", "scatter_add"};
 static_assert(sizeof(kOpNames) / sizeof(kOpNames[0]) == static_cast<size_t>(Op::COUNT),
               "kOpNames must list every Op");
 inline const char* op_name(Op op) { return kOpNames[static_cast<int>(op)]; }

@@ -14,6 +14,7 @@
 #include <functional>
 #include <iostream>
 
+#include "kernels/grad_ops.h"
 #include "kernels/ops.h"
 #include "tests/test_util.h"
 
@@ -287,6 +288,27 @@ std::vector<OpCase> all_cases() {
         one([](auto& in) { return ops::gather(in[0], 1, in[1]); }), {0, 0});
     add("gather " + dn(t) + " dim0 strided", {rnd({33, 7}, t, seed++), ids({4, 33}, 7, seed++)},
         one([](auto& in) { return ops::gather(in[0].t(), 0, in[1]); }), {0, 0});
+    // ---- backward kernels: one case each (tests/test_grad_ops.cpp holds the full set) ---------------
+    add("unary_backward gelu " + dn(t) + " x transposed (33,7)^T", {rnd({33, 7}, t, seed++), rnd({7, 33}, t, seed++)},
+        one([](auto& in) { return ops::unary_backward(UnaryKind::GELU, in[0].t(), in[1]); }), for_dtype({1e-6, 1e-5}, t));
+    add("softmax_backward " + dn(t) + " (5,33,7) dim1", {rnd({5, 33, 7}, t, seed++, 0, 0.2), rnd({5, 33, 7}, t, seed++)},
+        one([](auto& in) { return ops::softmax_backward(in[0], in[1], 1); }), for_dtype({1e-6, 1e-5}, t));
+    add("layer_norm_backward " + dn(t) + " (9,33) affine",
+        {rnd({9, 33}, t, seed++, -3, 5), rnd({33}, t, seed++), rnd({9, 33}, t, seed++)},
+        [](auto& in) {
+          auto r = ops::layer_norm_backward(in[0], in[1], in[2], 1e-5);
+          return std::vector<Tensor>{r.dx, r.dweight, r.dbias};
+        },
+        for_dtype({1e-5, 1e-5}, t));
+    add("conv2d_backward " + dn(t) + " x(2,5,13,11) w(7,5,3,3) s2,1 p1,2",
+        {rnd({2, 5, 13, 11}, t, seed++), rnd({7, 5, 3, 3}, t, seed++, -0.5, 0.5), rnd({2, 7, 7, 13}, t, seed++)},
+        [](auto& in) {
+          auto r = ops::conv2d_backward(in[0], in[1], in[2], {2, 1, 1, 2, 1, 1});
+          return std::vector<Tensor>{r.dx, r.dw};
+        },
+        for_dtype({std::sqrt(182.0) * 2e-7 + 1e-6, 1e-5}, t));
+    add("scatter_add " + dn(t) + " dim0 (10,33) <- (7,33)", {ids({7, 33}, 10, seed++), rnd({7, 33}, t, seed++)},
+        one([](auto& in) { return ops::scatter_add({10, 33}, 0, in[0], in[1]); }), for_dtype({1e-6, 1e-5}, t));
   }
   // ---- integer dtypes where meaningful ------------------------------------------------------
   for (DType t : {DType::I32, DType::I64}) {

@@ -11,13 +11,21 @@
 
 namespace vislang {
 namespace cpu_kernels {
+
+// The backward ops (cpu_grad.cpp).
+void unary_backward_kernel(OpCall& c);
+void softmax_backward_kernel(OpCall& c);
+void layer_norm_backward_kernel(OpCall& c);
+void conv2d_backward_kernel(OpCall& c);
+void scatter_add_kernel(OpCall& c);
+
 namespace {
 
 bool rank_ok(const OpCall& c) {
   return all_tensors(c, [](const Tensor& t) { return t.dim() <= kMaxDims && t.device().is_cpu(); });
 }
 
-static_assert(static_cast<int>(Op::COUNT) == 23, "cpu find(): give the new op a kernel and a case below");
+static_assert(static_cast<int>(Op::COUNT) == 28, "cpu find(): give the new op a kernel and a case below");
 
 Kernel find(const OpCall& c) {
   if (c.out.empty() || !c.out[0].defined() || !rank_ok(c)) return nullptr;
@@ -90,6 +98,21 @@ Kernel find(const OpCall& c) {
       return is_f3(out) && is_f3(in0) && out.dtype() == in0.dtype() && is_index(in1) && out.dim() > 0
                  ? &gather_kernel
                  : nullptr;
+    case Op::UNARY_BACKWARD:
+      return (c.i[0] == -1 || kind_in_range<UnaryKind>(c.i[0])) && is_f3(out) && is_f3(in0) && is_f3(in1)
+                 ? &unary_backward_kernel
+                 : nullptr;
+    case Op::SOFTMAX_BACKWARD:
+      return is_f3(out) && is_f3(in0) && is_f3(in1) ? &softmax_backward_kernel : nullptr;
+    case Op::LAYER_NORM_BACKWARD:
+      return is_f3(out) && is_f3(in0) && f3_or_absent(in1) && is_f3(in2) &&
+                     all_tensors(c, [](const Tensor& t) { return is_f3(t); })
+                 ? &layer_norm_backward_kernel
+                 : nullptr;
+    case Op::CONV2D_BACKWARD:
+      return is_f3(out) && is_f3(in0) && is_f3(in1) && is_f3(in2) ? &conv2d_backward_kernel : nullptr;
+    case Op::SCATTER_ADD:
+      return is_f3(out) && in0.defined() && in0.dtype() == DType::I64 && is_f3(in1) ? &scatter_add_kernel : nullptr;
     case Op::COUNT:
       return nullptr;
   }

@@ -5,11 +5,20 @@
 // SCALAR, UNARY (neg/abs/relu/square), CLAMP, WHERE, REDUCE, ARGMAX, TOPK and the indexing ops
 // (EMBEDDING, INDEX_SELECT, GATHER move raw bits, so any dtype). f64 only for COPY, FILL, WHERE and
 // the indexing ops (f64 math is reference-only, see kernels/ops.h). ATTENTION needs head dims <= 128.
+// The backward ops (grad.cu) take f32, f16 and bf16 with every tensor of one dtype.
 // Every kernel runs with the output's device made current (DeviceGuard), on its default stream.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace vislang {
+
+namespace cuda {  // the backward ops (grad.cu)
+void unary_backward(OpCall& c);
+void softmax_backward(OpCall& c);
+void layer_norm_backward(OpCall& c);
+void conv2d_backward(OpCall& c);
+void scatter_add(OpCall& c);
+}  // namespace cuda
 
 namespace {
 
@@ -25,7 +34,7 @@ bool is_any(DType t) { return is_numeric(t) || t == DType::F64; }
 bool is_index(DType t) { return t == DType::I32 || t == DType::I64; }
 bool opt_float(const Tensor& t) { return !t.defined() || is_float(t.dtype()) || t.dtype() == DType::F64; }
 
-static_assert(static_cast<int>(Op::COUNT) == 23, "a new Op needs a case in cuda_find (and a CUDA kernel)");
+static_assert(static_cast<int>(Op::COUNT) == 28, "a new Op needs a case in cuda_find (and a CUDA kernel)");
 
 Kernel cuda_find(const OpCall& c) {
   if (c.out.empty() || !c.out[0].defined()) return nullptr;
@@ -123,6 +132,32 @@ Kernel cuda_find(const OpCall& c) {
       return has(0) && has(1) && is_any(dt) && in(0).dtype() == dt && is_index(in(1).dtype()) &&
                      o.dim() <= cuda::kMaxIndexDims && in(0).dim() == o.dim()
                  ? &on_device<cuda::gather>
+                 : nullptr;
+    case Op::UNARY_BACKWARD:
+      return has(0) && has(1) && is_float(dt) && in(0).dtype() == dt && in(1).dtype() == dt &&
+                     (c.i[0] == -1 || kind_in_range<UnaryKind>(c.i[0]))
+                 ? &on_device<cuda::unary_backward>
+                 : nullptr;
+    case Op::SOFTMAX_BACKWARD:
+      return has(0) && has(1) && is_float(dt) && in(0).dtype() == dt && in(1).dtype() == dt
+                 ? &on_device<cuda::softmax_backward>
+                 : nullptr;
+    case Op::LAYER_NORM_BACKWARD: {
+      auto same_or_absent = [&](const Tensor& t) { return !t.defined() || t.dtype() == dt; };
+      return has(0) && has(2) && is_float(dt) && in(0).dtype() == dt && in(2).dtype() == dt && opt_float(in(1)) &&
+                     (c.out.size() < 2 || same_or_absent(c.out[1])) && (c.out.size() < 3 || same_or_absent(c.out[2]))
+                 ? &on_device<cuda::layer_norm_backward>
+                 : nullptr;
+    }
+    case Op::CONV2D_BACKWARD:
+      return has(0) && has(1) && has(2) && is_float(dt) && in(0).dtype() == dt && in(1).dtype() == dt &&
+                     in(2).dtype() == dt && in(0).dim() == 4 && in(1).dim() == 4 && in(2).dim() == 4
+                 ? &on_device<cuda::conv2d_backward>
+                 : nullptr;
+    case Op::SCATTER_ADD:
+      return has(0) && has(1) && is_float(dt) && in(1).dtype() == dt && in(0).dtype() == DType::I64 &&
+                     o.dim() <= cuda::kMaxIndexDims
+                 ? &on_device<cuda::scatter_add>
                  : nullptr;
     default:
       return nullptr;

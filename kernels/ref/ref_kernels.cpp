@@ -18,6 +18,14 @@
 #include "kernels/backend.h"
 
 namespace vislang {
+
+// The backward ops' reference kernels (kernels/ref/ref_grad.cpp).
+void unary_backward_ref(OpCall& c);
+void softmax_backward_ref(OpCall& c);
+void layer_norm_backward_ref(OpCall& c);
+void conv2d_backward_ref(OpCall& c);
+void scatter_add_ref(OpCall& c);
+
 namespace {
 
 using Index = std::vector<int64_t>;  // a multi-index, one entry per dim
@@ -567,7 +575,7 @@ bool all_on_cpu(const OpCall& c) {
   return all_tensors(c, [](const Tensor& t) { return t.device().is_cpu(); });
 }
 
-static_assert(static_cast<int>(Op::COUNT) == 23, "ref_find: give the new op a reference kernel and a case below");
+static_assert(static_cast<int>(Op::COUNT) == 28, "ref_find: give the new op a reference kernel and a case below");
 
 Kernel ref_find(const OpCall& c) {
   if (c.out.empty() || !c.out[0].defined() || !all_on_cpu(c)) return nullptr;
@@ -643,6 +651,21 @@ Kernel ref_find(const OpCall& c) {
       return is_any(out) && is_any(in0) && is_index(in1) ? &index_select_ref : nullptr;
     case Op::GATHER:
       return is_any(out) && is_any(in0) && is_index(in1) ? &gather_ref : nullptr;
+    case Op::UNARY_BACKWARD:
+      return (c.i[0] == -1 || kind_in_range<UnaryKind>(c.i[0])) && is_float(out) && is_float(in0) && is_float(in1)
+                 ? &unary_backward_ref
+                 : nullptr;
+    case Op::SOFTMAX_BACKWARD:
+      return is_float(out) && is_float(in0) && is_float(in1) ? &softmax_backward_ref : nullptr;
+    case Op::LAYER_NORM_BACKWARD:
+      return is_float(out) && is_float(in0) && float_or_absent(in1) && is_float(in2) &&
+                     all_tensors(c, [](const Tensor& t) { return is_floating(t.dtype()); })
+                 ? &layer_norm_backward_ref
+                 : nullptr;
+    case Op::CONV2D_BACKWARD:
+      return is_float(out) && is_float(in0) && is_float(in1) && is_float(in2) ? &conv2d_backward_ref : nullptr;
+    case Op::SCATTER_ADD:
+      return is_float(out) && is_dtype(in0, DType::I64) && is_float(in1) ? &scatter_add_ref : nullptr;
     case Op::COUNT:
       return nullptr;
   }
