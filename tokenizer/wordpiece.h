@@ -5,8 +5,12 @@
 // token_type_ids → BERT embeddings → Q-Former.
 //
 // Mirrors Hugging Face transformers' slow BertTokenizer (BertTokenizerLegacy in transformers 5,
-// models/bert/tokenization_bert_legacy.py) id for id; BertTokenizerFast (the `tokenizers` library)
-// agrees except on rare inputs listed in tests/test_wordpiece.cpp. The steps, all as in Python:
+// models/bert/tokenization_bert_legacy.py) id for id. BertTokenizerFast (the Rust `tokenizers`
+// library) differs from the slow one, and so from this, on unusual text only: it does not apply
+// NFC (decomposed accents, conjoining Hangul jamo, CJK compatibility ideographs), keeps unassigned
+// codepoints (as [UNK]) where the slow one drops them, lower-cases a word-final Σ to σ rather than
+// ς, and has older Unicode tables (tools/reference/make_wordpiece_fixtures.py counts each cause).
+// The steps, all as in Python:
 //   0. special tokens: [CLS] [SEP] [PAD] [UNK] [MASK] (and added tokens from tokenizer_config.json)
 //      written in the text are split off first, exactly as spelled, and never normalized.
 //   1. clean:        drop U+0000, U+FFFD and control characters (category C*, except \t \n \r);
@@ -51,9 +55,18 @@ struct WordPieceOptions {
   bool clean_up_tokenization_spaces = true;
   std::string unk_token = "[UNK]", sep_token = "[SEP]", pad_token = "[PAD]", cls_token = "[CLS]",
               mask_token = "[MASK]";
-  // Further tokens that are split off unnormalized like the special tokens above, e.g. BLIP-2's
-  // "[DEC]" bos token. Ones not in vocab.txt get the next free ids in order (as HF's added tokens).
+  // Further special tokens, split off unnormalized like the ones above and skipped by
+  // decode(skip_special), e.g. BLIP-2's "[DEC]" bos token; and non-special added tokens, split off
+  // as spelled but kept by decode. Ones not in vocab.txt get the next free ids, special ones first,
+  // each list in order (as HF's added tokens).
   std::vector<std::string> extra_special_tokens;
+  std::vector<std::string> added_tokens;
+  // BertTokenizer's never_split: words (after whitespace splitting) kept whole, not lower-cased,
+  // and looked up as they are (vocab id or [UNK]) instead of split into pieces.
+  std::vector<std::string> never_split;
+  // truncation_side / padding_side "left" (HF's default is "right" for both).
+  bool truncate_left = false;
+  bool pad_left = false;
 };
 
 class WordPieceTokenizer {
@@ -62,9 +75,10 @@ class WordPieceTokenizer {
   // also special_tokens_map.json and added_tokens.json when present). Errors name the file and the
   // line or field.
   static WordPieceTokenizer from_folder(const std::string& dir);
-  // vocab.txt: one token per line, id = line number (0-based); "\n" or "\r\n" line ends; a token may
-  // not be empty. Must hold options.unk_token; the other special tokens are optional, and their id
-  // accessors throw when absent.
+  // vocab.txt: UTF-8, one token per line, id = line number (0-based); lines end with "\n", "\r\n"
+  // or "\r" (Python's universal newlines). As in Python, a duplicate line takes the token's id and
+  // leaves the earlier id decoding to [UNK]. Must hold options.unk_token; the other special tokens
+  // are optional, and their id accessors throw when absent.
   static WordPieceTokenizer from_vocab(const std::string& vocab_txt_path, const WordPieceOptions& options = {});
 
   // Steps 0–6: the WordPiece tokens of `text`, without [CLS]/[SEP] (Python: tokenizer.tokenize).
@@ -81,7 +95,10 @@ class WordPieceTokenizer {
   //   pad_to_max           → T = max_length (padding="max_length"); else T = the longest row
   //                          (padding="longest"). Padding is on the right with [PAD], mask 0.
   //   truncate             → rows longer than max_length are cut to max_length, special tokens kept
-  //                          (pairs: "longest_first", one token at a time from the longer text);
+  //                          (pairs: "longest_first": the longer text loses tokens until both are
+  //                          equally long, then both lose alike, the second one more when odd;
+  //                          with truncate_left and a second text of no tokens, the slow Python
+  //                          tokenizer drops the final [SEP] — a quirk not copied here);
   //                          !truncate and a row longer than max_length → vislang::Error.
   struct Batch {
     Tensor ids;             // (B, T) int64
@@ -114,20 +131,28 @@ class WordPieceTokenizer {
 
  private:
   WordPieceTokenizer() = default;
-  void finish(const std::string& where);
-  void wordpiece(const std::u32string& word, std::vector<int64_t>& ids, std::vector<std::string>* toks) const;
+  // Reads vocab.txt into vocab_ / id_to_token_.
+  void load_vocab(const std::string& path);
+  // Adds the special and added tokens of opt_; `where` names the source for errors.
+  void add_tokens(const std::string& where);
+  // Steps 1-5 on one piece of text without special tokens, then step 6 per word.
+  void encode_piece(std::u32string_view text, std::vector<int64_t>& ids, std::vector<std::string>* toks) const;
+  void wordpiece(std::u32string_view word, std::vector<int64_t>& ids, std::vector<std::string>* toks) const;
   void encode_into(const std::string& text, std::vector<int64_t>& ids, std::vector<std::string>* toks) const;
   int64_t special_id(const std::string& token, const char* what) const;
   Batch make_batch(const std::vector<std::string>& a, const std::vector<std::string>* b, int64_t max_length,
                    bool pad_to_max, bool truncate) const;
 
   WordPieceOptions opt_;
-  std::unordered_map<std::string, int64_t> vocab_;  // token → id (later duplicate lines win, as in Python)
-  std::vector<std::string> id_to_token_;            // id → token
-  std::vector<std::string> never_split_;            // special + added tokens, longest first
+  std::unordered_map<std::string, int64_t> vocab_;  // vocab.txt: token → id (later duplicates win)
+  std::unordered_map<std::string, int64_t> added_;  // special and added tokens → id
+  std::vector<std::string> id_to_token_;            // id → token; "" where decode gives [UNK]
+  std::vector<std::u32string> split_off_;           // added_'s tokens, longest first (step 0)
+  std::vector<std::u32string> never_split_;         // special tokens + never_split: steps 4-5 leave them alone
+  std::vector<std::u32string> keep_whole_;          // opt_.never_split: step 6 looks them up whole
   std::vector<bool> is_special_;                    // id → skipped by decode(skip_special)
   int64_t unk_id_ = -1;
-  size_t max_piece_cps_ = 0;       // longest first-piece token, in codepoints
+  size_t max_piece_cps_ = 0;       // longest vocab.txt token, in codepoints
   size_t max_cont_piece_cps_ = 0;  // longest "##" token without the "##", in codepoints
 };
 
