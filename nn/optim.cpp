@@ -202,8 +202,11 @@ void AdamW::load_state_dict(const NamedTensors& state, const std::string& source
 // ---- gradient clipping --------------------------------------------------------------------------
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
   autograd::NoGradGuard no_grad;
-  // total = √(Σ_p Σ_i g_pi²), accumulated in double (torch accumulates each ‖g_p‖ in the grad dtype).
+  // total = √(Σ_p Σ_i g_pi²), accumulated in double on the CPU (torch accumulates each ‖g_p‖ in the
+  // gradient's dtype). Other devices sum on the device (f32, or f64 for f64 gradients) and copy one
+  // number per device to the host at the end, not one per parameter.
   double sumsq = 0;
+  std::vector<Tensor> device_sums;  // one running 0-d sum per (device, dtype)
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined() || g.numel() == 0) continue;
@@ -215,11 +218,20 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
 #pragma omp parallel for reduction(+ : acc) schedule(static) if (n >= (1 << 16))
       for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(G[i]) * G[i];
       sumsq += acc;
-    } else {
-      Tensor g64 = g.to(Device::cpu()).to(DType::F64);
-      sumsq += ops::sum_all(ops::mul(g64, g64)).item();
+      continue;
     }
+    Tensor gf = g.dtype() == DType::F64 ? g : g.to(DType::F32);
+    Tensor part = ops::sum_all(ops::mul(gf, gf));
+    bool added = false;
+    for (Tensor& ds : device_sums)
+      if (ds.device() == part.device() && ds.dtype() == part.dtype()) {
+        ds = ops::add(ds, part);
+        added = true;
+        break;
+      }
+    if (!added) device_sums.push_back(part);
   }
+  for (const Tensor& ds : device_sums) sumsq += ds.item();
   const double total = std::sqrt(sumsq);
   // c = max_norm / (total + 1e-6), applied only when it shrinks the gradients (torch clamps c to ≤ 1
   // and always multiplies; multiplying by 1 changes nothing).

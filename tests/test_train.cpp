@@ -85,7 +85,7 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
 #define CHECK_CLOSE(got, ref, tol, what)                                     \
   do {                                                                       \
     auto r_ = compare((got), (ref), (tol));                                  \
-    CHECK_MESSAGE(r_.ok, what, ": ", r_.message);                            \
+    CHECK_MESSAGE(r_.ok, (what), ": ", r_.message);                          \
   } while (0)
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
@@ -432,6 +432,61 @@ TEST_CASE("clip_grad_norm_ never scales a gradient tensor in place (gradients ma
   const double c = 1.0 / (total + 1e-6);
   CHECK(a.grad().to_vector<float>()[0] == doctest::Approx(3.0 * c).epsilon(1e-6));
   CHECK(b.grad().to_vector<float>()[0] == doctest::Approx(3.0 * c).epsilon(1e-6));
+}
+
+TEST_CASE("clip_grad_norm_ on f64 and mixed gradients agrees with the f32 fast path") {
+  Generator g(5);
+  Tensor g1 = Tensor::randn({40, 3}, g), g2 = Tensor::randn({17}, g);
+  auto make = [](const Tensor& grad, DType dt) {
+    Tensor p = Tensor::zeros(grad.shape(), dt);
+    p.requires_grad_();
+    p.set_grad(grad.to(dt));
+    return p;
+  };
+  std::vector<Tensor> f32 = {make(g1, DType::F32), make(g2, DType::F32)};
+  std::vector<Tensor> mixed = {make(g1, DType::F64), make(g2, DType::F32)};
+  const double a = optim::clip_grad_norm_(f32, 0.5), b = optim::clip_grad_norm_(mixed, 0.5);
+  CHECK(a == doctest::Approx(b).epsilon(1e-12));
+  CHECK_CLOSE(mixed[0].grad(), f32[0].grad(), (Tol{1e-7, 1e-6}), "clipped f64 gradient");
+}
+
+// The CUDA paths (composed AdamW update, device-side norm, the loss on the GPU) against the CPU.
+// Skipped, with a message, on machines without a GPU.
+TEST_CASE("CUDA: AdamW composed path, clip_grad_norm_ and the clip loss match the CPU") {
+  if (cuda_device_count() == 0) {
+    MESSAGE("skipped: no CUDA device (vislang ", std::string(cuda_built() ? "has" : "was built without"), " CUDA)");
+    return;
+  }
+  const Device gpu = Device::cuda(0);
+  SafeTensorsFile f = open_fixture("clip_loss.safetensors");
+  Tensor img = leaf(f.get("image_emb").to(gpu)), txt = leaf(f.get("text_emb").to(gpu));
+  Tensor scale = leaf(f.get("logit_scale").to(gpu));
+  nn::ContrastiveStats st;
+  Tensor loss = nn::clip_contrastive_loss(img, txt, scale, &st);
+  loss.backward();
+  CHECK(std::fabs(loss.item() - f.get("loss").item()) < 1e-5);
+  CHECK_CLOSE(img.grad().to(Device::cpu()), f.get("grad.image_emb"), (Tol{1e-5, 1e-4}), "CUDA d loss / d image_emb");
+  CHECK_CLOSE(scale.grad().to(Device::cpu()), f.get("grad.logit_scale"), (Tol{1e-5, 1e-4}), "CUDA d / d logit_scale");
+  CHECK(st.acc_i2t == f.get("acc_i2t").item());
+
+  Mlp cpu(5, 8, 3, 21);
+  NamedTensors on_gpu;
+  for (const auto& [n, p] : cpu.params) on_gpu.emplace_back(n, leaf(p.to(gpu)));
+  optim::AdamW oc(cpu.params, mlp_adamw()), og(on_gpu, mlp_adamw());
+  Generator g(8);
+  for (int k = 0; k < 5; ++k) {
+    for (size_t i = 0; i < cpu.params.size(); ++i) {
+      Tensor grad = Tensor::randn(cpu.at(i).shape(), g);
+      cpu.params[i].second.set_grad(grad);
+      on_gpu[i].second.set_grad(grad.to(gpu));
+    }
+    const double nc = optim::clip_grad_norm_(oc.params(), 1.0), ng = optim::clip_grad_norm_(og.params(), 1.0);
+    CHECK(nc == doctest::Approx(ng).epsilon(1e-6));
+    oc.step();
+    og.step();
+  }
+  for (size_t i = 0; i < cpu.params.size(); ++i)
+    CHECK_CLOSE(on_gpu[i].second.to(Device::cpu()), cpu.at(i), (Tol{1e-6, 1e-5}), "CUDA AdamW " + cpu.params[i].first);
 }
 
 TEST_CASE("CosineSchedule matches OpenCLIP's cosine_lr and the documented formula") {
