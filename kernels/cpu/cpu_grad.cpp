@@ -9,12 +9,12 @@
 //    f32), else 16 lines gathered at a time; Σ g·y in double.
 //  * layer_norm_backward: rows in parallel; dweight / dbias summed per fixed block of rows (in
 //    double) and the blocks added in order, so the result does not depend on the thread count.
-//  * conv2d_backward: im2row (a row of C·kh·kw taps per output position) and two sgemm products over
-//    a chunk of images: dw (O, CKK) = G (O, K) @ rows (K, CKK) and drows (K, CKK) = Gᵀ (K, O) @ W,
-//    scattered back by row2im (parallel over (image, channel) planes, so no two threads add into one
-//    element). G is grad regrouped as (O, images·positions). Patch embeddings (stride = kernel, no
-//    padding, no dilation: the ViT stem) take one product over the whole batch — their rows hold
-//    each input element once — with whole kernel rows copied by memcpy.
+//  * conv2d_backward: one sgemm per chunk of images with G = grad regrouped as (O, K = images·positions):
+//    dw (O, CKK) = G @ colsᵀ, with cols (C·kh·kw, K) from im2col, and dcols (CKK, K) = Wᵀ @ G, added
+//    back into dx by col2im (parallel over (image, channel) planes: no two threads add into one
+//    element). Fast path for patch embeddings (stride = kernel, no padding, no dilation: the ViT stem):
+//    one product over the whole batch with the patches as rows (K, CKK), gathered and scattered back
+//    one kernel row per memcpy, no accumulation (each input element is in at most one patch).
 //  * scatter_add: deterministic without atomics: every output element is owned by one work item (the
 //    line through it along dim), which adds its sources in index order.
 #include <omp.h>
@@ -110,70 +110,89 @@ struct Geometry {
   int64_t P() const { return OH * OW; }
   int64_t CKK() const { return C * KH * KW; }
   int64_t image() const { return C * H * W; }
+  // stride = kernel, no padding, no dilation: every input element is read by at most one tap
+  bool patches() const { return sh == KH && sw == KW && ph == 0 && pw == 0 && dh == 1 && dw == 1; }
 };
 
-// rows (nc·OH·OW, C·KH·KW): row (n, oy, ox), column (c, ky, kx) = x[n] (C, H, W) at
-// (oy·sh - ph + ky·dh, ox·sw - pw + kx·dw), zero outside the image; x holds nc contiguous f32 images.
-void im2row(float* rows, const float* x, int64_t nc, const Geometry& g) {
-  const int64_t CKK = g.CKK();
-#pragma omp parallel for schedule(static) if (nc * g.OH > 1 && nc * g.P() * CKK >= kParallelMin)
-  for (int64_t item = 0; item < nc * g.OH; ++item) {
-    const int64_t n = item / g.OH, oy = item % g.OH;
-    for (int64_t ox = 0; ox < g.OW; ++ox) {
-      float* d = rows + (item * g.OW + ox) * CKK;
-      const int64_t ix0 = ox * g.sw - g.pw;
-      const bool whole = g.dw == 1 && ix0 >= 0 && ix0 + g.KW <= g.W;  // the kernel row lies inside the image
-      for (int64_t ch = 0; ch < g.C; ++ch)
-        for (int64_t ky = 0; ky < g.KH; ++ky, d += g.KW) {
-          const int64_t iy = oy * g.sh - g.ph + ky * g.dh;
-          if (iy < 0 || iy >= g.H) {
-            std::fill(d, d + g.KW, 0.0f);
-            continue;
-          }
-          const float* src = x + ((n * g.C + ch) * g.H + iy) * g.W;
-          if (whole) {
-            std::memcpy(d, src + ix0, static_cast<size_t>(g.KW) * sizeof(float));
-            continue;
-          }
-          for (int64_t kx = 0; kx < g.KW; ++kx) {
-            const int64_t ix = ix0 + kx * g.dw;
-            d[kx] = ix >= 0 && ix < g.W ? src[ix] : 0.0f;
-          }
-        }
+// The output columns [ox0, ox1) whose tap kx reads inside the image (input column ox·sw + shift).
+void valid_columns(const Geometry& g, int64_t kx, int64_t& shift, int64_t& ox0, int64_t& ox1) {
+  auto first_at_least = [](int64_t v, int64_t s) { return v <= 0 ? int64_t(0) : (v + s - 1) / s; };
+  shift = kx * g.dw - g.pw;
+  ox0 = std::min(g.OW, first_at_least(-shift, g.sw));
+  ox1 = std::max(ox0, std::min(g.OW, first_at_least(g.W - shift, g.sw)));
+}
+
+// cols (C·KH·KW, ld), columns [n·P, (n+1)·P) for image n of x (nc contiguous f32 images): row
+// (c, ky, kx), column (n, oy, ox) = x[n] at (oy·sh - ph + ky·dh, ox·sw - pw + kx·dw), 0 outside.
+void im2col(float* cols, int64_t ld, const float* x, int64_t nc, const Geometry& g) {
+  const int64_t CKK = g.CKK(), P = g.P();
+#pragma omp parallel for schedule(static) if (CKK * nc > 1 && CKK * nc * P >= kParallelMin)
+  for (int64_t item = 0; item < CKK * nc; ++item) {
+    const int64_t q = item / nc, n = item % nc;
+    const int64_t ch = q / (g.KH * g.KW), ky = (q / g.KW) % g.KH, kx = q % g.KW;
+    int64_t shift, ox0, ox1;
+    valid_columns(g, kx, shift, ox0, ox1);
+    for (int64_t oy = 0; oy < g.OH; ++oy) {
+      float* d = cols + q * ld + n * P + oy * g.OW;
+      const int64_t iy = oy * g.sh - g.ph + ky * g.dh;
+      if (iy < 0 || iy >= g.H) {
+        std::fill(d, d + g.OW, 0.0f);
+        continue;
+      }
+      const float* src = x + ((n * g.C + ch) * g.H + iy) * g.W + shift;
+      std::fill(d, d + ox0, 0.0f);
+      if (g.sw == 1) std::copy(src + ox0, src + ox1, d + ox0);
+      else
+        for (int64_t ox = ox0; ox < ox1; ++ox) d[ox] = src[ox * g.sw];
+      std::fill(d + ox1, d + g.OW, 0.0f);
     }
   }
 }
 
-// dx (nc, C, H, W) = the sum of every tap of rows (nc·OH·OW, C·KH·KW) into the input position it read
-// (the adjoint of im2row). One (image, channel) plane per work item: no two items write one element.
-void row2im(float* dx, const float* rows, int64_t nc, const Geometry& g) {
-  const int64_t CKK = g.CKK();
-#pragma omp parallel for schedule(static) if (nc * g.C > 1 && nc * g.P() * CKK >= kParallelMin)
+// dx (nc, C, H, W) = every entry of cols (C·KH·KW, ld) added into the input element its tap read (the
+// adjoint of im2col). One (image, channel) plane per work item: no two items write one element.
+void col2im(float* dx, const float* cols, int64_t ld, int64_t nc, const Geometry& g) {
+  const int64_t P = g.P();
+#pragma omp parallel for schedule(static) if (nc * g.C > 1 && g.CKK() * nc * P >= kParallelMin)
   for (int64_t plane = 0; plane < nc * g.C; ++plane) {
     const int64_t n = plane / g.C, ch = plane % g.C;
     float* dst = dx + plane * g.H * g.W;
     std::fill(dst, dst + g.H * g.W, 0.0f);
-    for (int64_t oy = 0; oy < g.OH; ++oy)
-      for (int64_t ox = 0; ox < g.OW; ++ox) {
-        const float* s = rows + ((n * g.OH + oy) * g.OW + ox) * CKK + ch * g.KH * g.KW;
-        const int64_t ix0 = ox * g.sw - g.pw;
-        const bool whole = g.dw == 1 && ix0 >= 0 && ix0 + g.KW <= g.W;
-        for (int64_t ky = 0; ky < g.KH; ++ky, s += g.KW) {
+    for (int64_t ky = 0; ky < g.KH; ++ky)
+      for (int64_t kx = 0; kx < g.KW; ++kx) {
+        const float* src = cols + ((ch * g.KH + ky) * g.KW + kx) * ld + n * P;
+        int64_t shift, ox0, ox1;
+        valid_columns(g, kx, shift, ox0, ox1);
+        for (int64_t oy = 0; oy < g.OH; ++oy) {
           const int64_t iy = oy * g.sh - g.ph + ky * g.dh;
           if (iy < 0 || iy >= g.H) continue;
-          float* d = dst + iy * g.W;
-          if (whole) {
-            float* dd = d + ix0;
+          float* d = dst + iy * g.W + shift;
+          const float* s = src + oy * g.OW;
+          if (g.sw == 1) {
 #pragma omp simd
-            for (int64_t kx = 0; kx < g.KW; ++kx) dd[kx] += s[kx];
-            continue;
-          }
-          for (int64_t kx = 0; kx < g.KW; ++kx) {
-            const int64_t ix = ix0 + kx * g.dw;
-            if (ix >= 0 && ix < g.W) d[ix] += s[kx];
+            for (int64_t ox = ox0; ox < ox1; ++ox) d[ox] += s[ox];
+          } else {
+            for (int64_t ox = ox0; ox < ox1; ++ox) d[ox * g.sw] += s[ox];
           }
         }
       }
+  }
+}
+
+// Patch embeddings: calls run(patch_at, image_at) for every kernel row of every patch, KW floats at
+// element patch_at of patches (nc·P, C·KH·KW) — row (n, oy, ox), column (c, ky, kx) — and at element
+// image_at of the images (nc, C, H, W). No two calls touch the same image element.
+template <typename Run>
+void for_each_patch_row(int64_t nc, const Geometry& g, Run run) {
+  const int64_t CKK = g.CKK();
+#pragma omp parallel for schedule(static) if (nc * g.OH > 1 && nc * g.P() * CKK >= kParallelMin)
+  for (int64_t item = 0; item < nc * g.OH; ++item) {
+    const int64_t n = item / g.OH, oy = item % g.OH;
+    for (int64_t ox = 0; ox < g.OW; ++ox)
+      for (int64_t ch = 0; ch < g.C; ++ch)
+        for (int64_t ky = 0; ky < g.KH; ++ky)
+          run(((item * g.OW + ox) * g.C + ch) * g.KH * g.KW + ky * g.KW,
+              ((n * g.C + ch) * g.H + oy * g.KH + ky) * g.W + ox * g.KW);
   }
 }
 
@@ -334,14 +353,14 @@ void conv2d_backward_kernel(OpCall& c) {
   g.C = x.size(1), g.H = x.size(2), g.W = x.size(3), g.KH = w.size(2), g.KW = w.size(3);
   g.OH = grad.size(2), g.OW = grad.size(3);
   g.sh = c.i[0], g.sw = c.i[1], g.ph = c.i[2], g.pw = c.i[3], g.dh = c.i[4], g.dw = c.i[5];
-  const int64_t P = g.P(), CKK = g.CKK();
+  const int64_t P = g.P(), CKK = g.CKK(), image = g.image();
   if (out.numel() == 0) return;
-  // Images per chunk: the rows buffer stays under 64 MiB, except for patch embeddings, whose rows are
-  // no larger than x itself: one product over the whole batch.
-  const bool patches = g.sh == g.KH && g.sw == g.KW && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+  // Images per chunk: the column buffer stays under 64 MiB, except for patch embeddings, whose
+  // patches are no larger than x itself: one product over the whole batch.
+  const bool patches = g.patches();
   const int64_t kBudget = int64_t(1) << 24;
   const int64_t chunk = patches ? N : std::max<int64_t>(1, std::min(N, kBudget / std::max<int64_t>(1, P * CKK)));
-  auto rows = f32_buffer(chunk * P * CKK);
+  auto cols = f32_buffer(chunk * P * CKK);  // patches: (K, CKK) rows; otherwise (CKK, K) columns
   auto G = f32_buffer(O * chunk * P);
   std::vector<float> w_f32;
   const float* wp = nullptr;
@@ -350,8 +369,9 @@ void conv2d_backward_kernel(OpCall& c) {
   const bool dw_direct = want_dw && out.dtype() == DType::F32 && chunk == N;
   std::unique_ptr<float[]> acc = want_dw && !dw_direct ? f32_buffer(O * CKK) : nullptr;
   std::unique_ptr<float[]> part = want_dw && chunk < N ? f32_buffer(O * CKK) : nullptr;
-  std::unique_ptr<float[]> ximg = want_dw && x.dtype() != DType::F32 ? f32_buffer(chunk * g.image()) : nullptr;
-  std::unique_ptr<float[]> dximg = !want_dw && out.dtype() != DType::F32 ? f32_buffer(chunk * g.image()) : nullptr;
+  const Tensor& img = want_dw ? x : out;  // the images this call reads (x) or writes (dx)
+  std::unique_ptr<float[]> img_f32 = img.dtype() != DType::F32 ? f32_buffer(chunk * image) : nullptr;
+  const size_t run = static_cast<size_t>(g.KW) * sizeof(float);
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {
     const int64_t nc = std::min(chunk, N - n0), K = nc * P;
     // G (O, K): G[o, (n - n0)·P + p] = grad[n, o, p]
@@ -360,25 +380,32 @@ void conv2d_backward_kernel(OpCall& c) {
       const int64_t n = item / O, o = item % O;
       load_f32(G.get() + o * K + n * P, byte_ptr(grad) + ((n0 + n) * O + o) * P * esize(grad), grad.dtype(), P);
     }
+    float* im = img_f32 ? img_f32.get() : static_cast<float*>(img.data_ptr()) + n0 * image;
     if (want_dw) {
-      const float* xc = x.dtype() == DType::F32 ? x.data<const float>() + n0 * g.image() : ximg.get();
-      if (ximg) load_f32(ximg.get(), byte_ptr(x) + n0 * g.image() * esize(x), x.dtype(), nc * g.image());
-      im2row(rows.get(), xc, nc, g);
+      if (img_f32) load_f32(im, byte_ptr(x) + n0 * image * esize(x), x.dtype(), nc * image);
+      if (patches) for_each_patch_row(nc, g, [&](int64_t pa, int64_t ia) { std::memcpy(cols.get() + pa, im + ia, run); });
+      else im2col(cols.get(), K, im, nc, g);
+      // dw (O, CKK) = G (O, K) @ patches (K, CKK), or @ colsᵀ when cols is (CKK, K)
       float* dst = dw_direct ? out.data<float>() : (n0 == 0 ? acc.get() : part.get());
-      cpu::sgemm(O, CKK, K, 1.0f, G.get(), K, 1, rows.get(), CKK, 1, dst, nullptr, Activation::NONE);
+      cpu::sgemm(O, CKK, K, 1.0f, G.get(), K, 1, cols.get(), patches ? CKK : 1, patches ? 1 : K, dst, nullptr,
+                 Activation::NONE);
       if (n0 > 0) {
         float* a = acc.get();
         const float* p = part.get();
 #pragma omp parallel for simd schedule(static) if (O * CKK >= kParallelMin)
         for (int64_t e = 0; e < O * CKK; ++e) a[e] += p[e];
       }
+    } else if (patches) {
+      // dpatches (K, CKK) = Gᵀ (K, O) @ W (O, CKK), each copied back to the one element it came from
+      cpu::sgemm(K, CKK, O, 1.0f, G.get(), 1, K, wp, CKK, 1, cols.get(), nullptr, Activation::NONE);
+      std::fill(im, im + nc * image, 0.0f);
+      for_each_patch_row(nc, g, [&](int64_t pa, int64_t ia) { std::memcpy(im + ia, cols.get() + pa, run); });
     } else {
-      // drows (K, CKK) = Gᵀ (K, O) @ W (O, CKK), then summed back into the images
-      cpu::sgemm(K, CKK, O, 1.0f, G.get(), 1, K, wp, CKK, 1, rows.get(), nullptr, Activation::NONE);
-      float* dxc = out.dtype() == DType::F32 ? out.data<float>() + n0 * g.image() : dximg.get();
-      row2im(dxc, rows.get(), nc, g);
-      if (dximg) store_f32(byte_ptr(out) + n0 * g.image() * esize(out), out.dtype(), dxc, nc * g.image());
+      // dcols (CKK, K) = Wᵀ (CKK, O) @ G (O, K), then added into the images
+      cpu::sgemm(CKK, K, O, 1.0f, wp, 1, CKK, G.get(), K, 1, cols.get(), nullptr, Activation::NONE);
+      col2im(im, cols.get(), K, nc, g);
     }
+    if (!want_dw && img_f32) store_f32(byte_ptr(out) + n0 * image * esize(out), out.dtype(), im, nc * image);
   }
   if (want_dw && !dw_direct) store_f32(byte_ptr(out), out.dtype(), acc.get(), O * CKK);
 }
