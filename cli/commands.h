@@ -10,6 +10,7 @@ int run_embed(int argc, char** argv);
 int run_zero_shot(int argc, char** argv);
 int run_similarity(int argc, char** argv);
 int run_bench_clip(int argc, char** argv);  // argv[0] is "clip"
+int run_bench_blip2(int argc, char** argv);  // argv[0] is "blip2" (cli/bench_blip2.cpp)
 
 // Training (cli/train_command.cpp).
 int run_train(int argc, char** argv);

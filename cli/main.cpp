@@ -14,6 +14,7 @@ static void usage(std::ostream& os) {
         "  version          version, build type, CUDA on/off, CPU features, OpenMP threads\n"
         "  bench ops        op throughput at ViT-B/32 shapes (GFLOP/s, GB/s, % of fp32 peak)\n"
         "  bench clip       CLIP images/s and texts/s, peak RSS (a model path or a preset: random weights)\n"
+        "  bench blip2      BLIP-2 images/s: ViT-g + Q-Former, and the Q-Former alone (random weights by default)\n"
         "  tokenize         CLIP token ids of texts (SOT ... EOT)\n"
         "  embed            image or text embeddings as JSON lines or a .npy matrix\n"
         "  zero-shot        zero-shot classification of images with prompt ensembling\n"
@@ -38,7 +39,8 @@ int main(int argc, char** argv) {
     if (cmd == "bench") {
       if (argc >= 3 && std::string(argv[2]) == "ops") return run_bench_ops(argc - 2, argv + 2);
       if (argc >= 3 && std::string(argv[2]) == "clip") return run_bench_clip(argc - 2, argv + 2);
-      std::cerr << "vislang bench: expected a benchmark name: ops, clip\n";
+      if (argc >= 3 && std::string(argv[2]) == "blip2") return run_bench_blip2(argc - 2, argv + 2);
+      std::cerr << "vislang bench: expected a benchmark name: ops, clip, blip2\n";
       return 2;
     }
     std::cerr << "vislang: unknown command '" << cmd << "'\n\n";

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Converts a CLIP checkpoint to vislang's single-file format (one .safetensors with the config inside).
+(BLIP-2 retrieval checkpoints too: Hugging Face folders and LAVIS files; see the BLIP-2 section below.)
 
 Where it sits: released checkpoint (OpenAI .pt, OpenCLIP .bin/.safetensors, Hugging Face folder)
 -> this script -> DST.safetensors -> vislang::clip::ClipModel::load (models/clip/clip.cpp).
@@ -54,6 +55,7 @@ alignment then name, like the python library). The output is written to DST.tmp 
 """
 import argparse
 import json
+import math
 import mmap
 import os
 import re
@@ -681,6 +683,319 @@ def hf_layout_tensors(sd, cfg):
     return out, origin, used
 
 
+# ---- BLIP-2 (image-text retrieval: Q-Former + ViT-g) ------------------------------------------------
+# Output: the names of transformers' Blip2ForImageTextRetrieval (models/blip2/blip2.cpp loads them),
+# "vislang.config" in the form of Blip2Config::to_json (models/blip2/config.cpp — keep in sync),
+# "format": "vislang-blip2-1". Sources:
+#   (a) a Hugging Face folder whose config.json has model_type "blip-2" (Salesforce/blip2-itm-vit-g):
+#       tensors copied; legacy self_attn.q_bias / v_bias become qkv.bias = [q_bias; 0; v_bias].
+#   (b) a LAVIS checkpoint of blip2_feature_extractor / blip2_image_text_matching (Blip2Qformer), a
+#       torch.save({"model": state_dict}). The renames are those of transformers'
+#       convert_blip_2_original_to_pytorch.py:
+#         visual_encoder.cls_token / pos_embed / patch_embed.proj -> vision_model.embeddings.class_embedding /
+#           position_embedding / patch_embedding;  visual_encoder.blocks.i.{norm1,norm2,attn.qkv,attn.proj,mlp.fc1,
+#           mlp.fc2} -> vision_model.encoder.layers.i.{layer_norm1,layer_norm2,self_attn.qkv,self_attn.projection,
+#           mlp.fc1,mlp.fc2};  attn.q_bias + attn.v_bias -> self_attn.qkv.bias = [q_bias; 0; v_bias];
+#         ln_vision -> vision_model.post_layernorm;  Qformer.bert.embeddings.LayerNorm -> qformer.layernorm;
+#         Qformer.bert.embeddings.{word,position}_embeddings -> embeddings.*;
+#         Qformer.bert.encoder.layer.i.{attention,crossattention}.self.* -> qformer.encoder.layer.i.*.attention.*;
+#         other Qformer.bert.encoder.* -> qformer.encoder.*;  vision_proj / text_proj -> vision_projection /
+#         text_projection;  query_tokens, itm_head, temp (the ITC temperature) kept.
+#       Dropped, as transformers drops them: Qformer.cls.* (the BERT LM head, used only by the captioning
+#       loss) and Qformer.bert.embeddings.position_ids (a buffer).
+#       LAVIS's training runner saves only trainable tensors, so a stage-1 checkpoint may lack the frozen
+#       ViT-g: pass its weights with --vision-weights eva_vit_g.pth (LAVIS's download; names without the
+#       visual_encoder. prefix). As LAVIS's create_eva_vit_g does, only the first --vision-layers blocks
+#       (default 39 of the file's 40) are used and everything else in that file is ignored; the position
+#       embedding is used as stored (no interpolation: the image size follows from it).
+#       Inferred from shapes: widths, layer counts, patch and image size, queries, vocabulary, the
+#       cross-attention frequency; heads: ViT-g (width 1408) has 16 (head dim 88), the Q-Former width // 64,
+#       otherwise --vision-heads / --text-heads (the Q-Former's). LayerNorm eps: 1e-6 (vision) and
+#       1e-12 (Q-Former) as in HF's config; LAVIS's ln_vision uses 1e-5, a difference of ~1e-6 relative.
+#       Not verified against the released LAVIS files themselves (not downloadable here): the names come
+#       from transformers' converter and LAVIS's source.
+BLIP2_FORMAT = "vislang-blip2-1"
+_EVA_BLOCK = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.qkv": "self_attn.qkv",
+              "attn.proj": "self_attn.projection", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+_EVA_TOP = {"cls_token": "embeddings.class_embedding", "pos_embed": "embeddings.position_embedding",
+            "patch_embed.proj.weight": "embeddings.patch_embedding.weight",
+            "patch_embed.proj.bias": "embeddings.patch_embedding.bias"}
+
+
+def blip2_hf_config_json(path):
+    """config.json of the Hugging Face BLIP-2 folder `path` is (or lies in), else None."""
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    p = os.path.join(folder, "config.json")
+    if os.path.isfile(p):
+        j = _read_json(p)
+        if j.get("model_type") == "blip-2":
+            return j
+    return None
+
+
+def is_lavis_blip2(sd):
+    return "query_tokens" in sd and any(k.startswith("Qformer.bert.") for k in sd)
+
+
+def make_blip2_config(name, vision, qformer, num_query_tokens, image_text_hidden_size):
+    v = {k: vision[k] for k in ("image_size", "patch_size", "width", "layers", "heads", "mlp_dim")}
+    v.update(act=vision.get("act", "gelu"), eps=vision.get("eps", 1e-6))
+    q = {k: qformer[k] for k in ("vocab_size", "max_position_embeddings", "width", "layers", "heads", "mlp_dim",
+                                 "cross_attention_frequency")}
+    q.update(act=qformer.get("act", "gelu"), eps=qformer.get("eps", 1e-12), encoder_width=v["width"],
+             use_text_input=bool(qformer.get("use_text_input", True)), pad_token_id=qformer.get("pad_token_id", 0))
+    for what, c in (("vision", v), ("qformer", q)):
+        if c["heads"] < 1 or c["width"] % c["heads"]:
+            flag = "--vision-heads" if what == "vision" else "--text-heads"
+            fail(f"{what} width {c['width']} is not divisible by {c['heads']} heads (check {flag} / the config)")
+    if v["image_size"] % v["patch_size"]:
+        fail(f"vision image_size {v['image_size']} is not a multiple of patch_size {v['patch_size']}")
+    return {"model_type": "blip2", "name": name, "num_query_tokens": num_query_tokens,
+            "image_text_hidden_size": image_text_hidden_size, "vision": v, "qformer": q,
+            "preprocess": {"size": v["image_size"], "mean": OPENAI_MEAN, "std": OPENAI_STD}}
+
+
+def blip2_expected_shapes(cfg):
+    v, q = cfg["vision"], cfg["qformer"]
+    Cv, C, P = v["width"], q["width"], v["patch_size"]
+    n = (v["image_size"] // P) ** 2
+    out = {"vision_model.embeddings.class_embedding": [1, 1, Cv],
+           "vision_model.embeddings.position_embedding": [1, n + 1, Cv],
+           "vision_model.embeddings.patch_embedding.weight": [Cv, 3, P, P],
+           "vision_model.embeddings.patch_embedding.bias": [Cv],
+           "query_tokens": [1, cfg["num_query_tokens"], C],
+           "embeddings.word_embeddings.weight": [q["vocab_size"], C],
+           "embeddings.position_embeddings.weight": [q["max_position_embeddings"], C]}
+
+    def linear(p, i, o):
+        out[p + ".weight"], out[p + ".bias"] = [o, i], [o]
+
+    def ln(p, c):
+        out[p + ".weight"], out[p + ".bias"] = [c], [c]
+
+    for i in range(v["layers"]):
+        l = f"vision_model.encoder.layers.{i}."
+        ln(l + "layer_norm1", Cv), ln(l + "layer_norm2", Cv)
+        linear(l + "self_attn.qkv", Cv, 3 * Cv), linear(l + "self_attn.projection", Cv, Cv)
+        linear(l + "mlp.fc1", Cv, v["mlp_dim"]), linear(l + "mlp.fc2", v["mlp_dim"], Cv)
+    ln("vision_model.post_layernorm", Cv)
+    ln("qformer.layernorm", C)
+    for i in range(q["layers"]):
+        l = f"qformer.encoder.layer.{i}."
+        blocks = ["attention"] + (["crossattention"] if i % q["cross_attention_frequency"] == 0 else [])
+        for b in blocks:
+            kv = Cv if b == "crossattention" else C
+            linear(l + b + ".attention.query", C, C)
+            linear(l + b + ".attention.key", kv, C), linear(l + b + ".attention.value", kv, C)
+            linear(l + b + ".output.dense", C, C), ln(l + b + ".output.LayerNorm", C)
+        for inter, o in [("intermediate_query", "output_query")] + ([("intermediate", "output")] if q["use_text_input"] else []):
+            linear(l + inter + ".dense", C, q["mlp_dim"])
+            linear(l + o + ".dense", q["mlp_dim"], C), ln(l + o + ".LayerNorm", C)
+    E = cfg["image_text_hidden_size"]
+    linear("vision_projection", C, E), linear("text_projection", C, E), linear("itm_head", C, 2)
+    out["temp"] = []  # optional (LAVIS only)
+    return out
+
+
+def _fuse_qv_bias(sd, out, origin, used, src_prefix, dst_prefix, q_name, v_name):
+    """q_bias + v_bias (C each) -> the fused qkv bias [q_bias; 0; v_bias] (3C) of every layer that has them."""
+    for k in sorted(sd):
+        m = re.match(re.escape(src_prefix) + r"(\d+)\." + re.escape(q_name) + "$", k)
+        if not m:
+            continue
+        vk = k[: -len(q_name)] + v_name
+        if vk not in sd:
+            fail("tensor '", k, "' has no matching '", vk, "'")
+        qb, vb = sd[k], sd[vk]
+        dst = f"{dst_prefix}{m.group(1)}.self_attn.qkv.bias"
+        out[dst] = torch.cat([qb, torch.zeros_like(qb), vb])
+        origin[dst] = f"{k} + {vk}"
+        used.update((k, vk))
+
+
+def blip2_hf_config(j, args, path):
+    v, q = j.get("vision_config") or {}, j.get("qformer_config") or {}
+    if j.get("image_token_index") is not None:
+        fail(path, ": image_token_index is set: not a BLIP-2 retrieval model (vislang reads Blip2ForImageTextRetrieval)")
+    square = lambda x: x[0] if isinstance(x, (list, tuple)) else x  # noqa: E731
+    vision = dict(width=v.get("hidden_size", 1408), mlp_dim=v.get("intermediate_size", 6144),
+                  layers=v.get("num_hidden_layers", 39), heads=args.vision_heads or v.get("num_attention_heads", 16),
+                  image_size=square(v.get("image_size", 224)), patch_size=square(v.get("patch_size", 14)),
+                  act=v.get("hidden_act", "gelu"), eps=v.get("layer_norm_eps", 1e-6))
+    qformer = dict(vocab_size=q.get("vocab_size", 30522), max_position_embeddings=q.get("max_position_embeddings", 512),
+                   width=q.get("hidden_size", 768), layers=q.get("num_hidden_layers", 12),
+                   heads=args.text_heads or q.get("num_attention_heads", 12), mlp_dim=q.get("intermediate_size", 3072),
+                   cross_attention_frequency=q.get("cross_attention_frequency", 2), act=q.get("hidden_act", "gelu"),
+                   eps=q.get("layer_norm_eps", 1e-12), use_text_input=q.get("use_qformer_text_input", False),
+                   pad_token_id=q.get("pad_token_id", 0))
+    name = args.name or j.get("_name_or_path") or "blip2"
+    return make_blip2_config(name, vision, qformer, j.get("num_query_tokens", 32), j.get("image_text_hidden_size", 256))
+
+
+def blip2_hf_tensors(sd):
+    out, origin, used = {}, {}, set()
+    _fuse_qv_bias(sd, out, origin, used, "vision_model.encoder.layers.", "vision_model.encoder.layers.",
+                  "self_attn.q_bias", "self_attn.v_bias")
+    for k, t in sd.items():
+        if k in used:
+            continue
+        used.add(k)
+        if not k.endswith("position_ids"):  # a buffer (arange) of some exports, not a weight
+            out[k], origin[k] = t, k
+    return out, origin, used
+
+
+def _merge_eva(sd, eva_path, n_layers, unsafe_pickle):
+    """LAVIS's frozen ViT-g from its own file (eva_vit_g.pth) under visual_encoder.*, as create_eva_vit_g
+    loads it: the first n_layers blocks, the rest of the file ignored."""
+    if any(k.startswith("visual_encoder.") for k in sd):
+        fail("the checkpoint already holds visual_encoder.* tensors; --vision-weights would replace them")
+    eva, _ = _load_tensor_file(eva_path, unsafe_pickle)
+    have = _count_blocks(eva, "blocks.")
+    if have < n_layers:
+        fail(eva_path, ": has ", have, " blocks but --vision-layers is ", n_layers)
+    taken, ignored = 0, []
+    for k, t in eva.items():
+        m = re.match(r"blocks\.(\d+)\.", k)
+        if k in _EVA_TOP or (m and int(m.group(1)) < n_layers):
+            sd["visual_encoder." + k] = t
+            taken += 1
+        else:
+            ignored.append(k)
+    log(f"vision weights from {eva_path}: {taken} tensors ({n_layers} blocks); ignored {len(ignored)} "
+        f"(as LAVIS's load_state_dict(strict=False) does){': ' + ', '.join(sorted(ignored)[:4]) if ignored else ''}"
+        f"{' ...' if len(ignored) > 4 else ''}")
+    return sd
+
+
+def blip2_lavis_config(sd, args, path):
+    need = lambda k: _need(sd, k, path)  # noqa: E731
+    Cv = need("visual_encoder.cls_token").shape[-1]
+    P = need("visual_encoder.patch_embed.proj.weight").shape[-1]
+    grid = math.isqrt(need("visual_encoder.pos_embed").shape[1] - 1)
+    if Cv == 1408:
+        vheads = args.vision_heads or 16  # EVA ViT-g: head dim 88 (LAVIS create_eva_vit_g)
+    elif args.vision_heads:
+        vheads = args.vision_heads
+    else:
+        fail(path, ": vision width ", Cv, " is not ViT-g's 1408; pass --vision-heads N")
+    vision = dict(width=Cv, patch_size=P, image_size=grid * P, layers=_count_blocks(sd, "visual_encoder.blocks."),
+                  heads=vheads, mlp_dim=need("visual_encoder.blocks.0.mlp.fc1.weight").shape[0])
+    C = need("query_tokens").shape[-1]
+    layers = _count_blocks(sd, "Qformer.bert.encoder.layer.")
+    cross = [i for i in range(layers) if f"Qformer.bert.encoder.layer.{i}.crossattention.self.query.weight" in sd]
+    freq = (cross[1] - cross[0]) if len(cross) > 1 else layers
+    if not cross or cross != list(range(0, layers, freq)):
+        fail(path, ": cross-attention in Q-Former layers ", cross, " does not follow one frequency (i % f == 0)")
+    qformer = dict(width=C, layers=layers, heads=args.text_heads or C // 64, cross_attention_frequency=freq,
+                   mlp_dim=need("Qformer.bert.encoder.layer.0.intermediate_query.dense.weight").shape[0],
+                   vocab_size=need("Qformer.bert.embeddings.word_embeddings.weight").shape[0],
+                   max_position_embeddings=need("Qformer.bert.embeddings.position_embeddings.weight").shape[0],
+                   use_text_input="Qformer.bert.encoder.layer.0.intermediate.dense.weight" in sd)
+    name = args.name or _default_name(path)
+    return make_blip2_config(name, vision, qformer, need("query_tokens").shape[1], need("vision_proj.weight").shape[0])
+
+
+def blip2_lavis_tensors(sd):
+    out, origin, used = {}, {}, set()
+    _fuse_qv_bias(sd, out, origin, used, "visual_encoder.blocks.", "vision_model.encoder.layers.",
+                  "attn.q_bias", "attn.v_bias")
+    top = {"ln_vision.weight": "vision_model.post_layernorm.weight", "ln_vision.bias": "vision_model.post_layernorm.bias",
+           "Qformer.bert.embeddings.LayerNorm.weight": "qformer.layernorm.weight",
+           "Qformer.bert.embeddings.LayerNorm.bias": "qformer.layernorm.bias",
+           "Qformer.bert.embeddings.word_embeddings.weight": "embeddings.word_embeddings.weight",
+           "Qformer.bert.embeddings.position_embeddings.weight": "embeddings.position_embeddings.weight",
+           "vision_proj.weight": "vision_projection.weight", "vision_proj.bias": "vision_projection.bias",
+           "text_proj.weight": "text_projection.weight", "text_proj.bias": "text_projection.bias",
+           "itm_head.weight": "itm_head.weight", "itm_head.bias": "itm_head.bias",
+           "query_tokens": "query_tokens", "temp": "temp"}
+    top.update({"visual_encoder." + k: "vision_model." + v for k, v in _EVA_TOP.items()})
+    dropped = []
+    for k, t in sd.items():
+        if k in used:
+            continue
+        dst = top.get(k)
+        m = re.match(r"visual_encoder\.blocks\.(\d+)\.(\w+\.\w+|\w+)\.(weight|bias)$", k)
+        if dst is None and m and m.group(2) in _EVA_BLOCK:
+            dst = f"vision_model.encoder.layers.{m.group(1)}.{_EVA_BLOCK[m.group(2)]}.{m.group(3)}"
+        if dst is None and k.startswith("Qformer.bert.encoder.layer."):
+            dst = re.sub(r"^Qformer\.bert\.encoder\.layer\.(\d+)\.(attention|crossattention)\.self\.",
+                         r"qformer.encoder.layer.\1.\2.attention.", k).replace("Qformer.bert.", "qformer.")
+        if dst is None and (k.startswith("Qformer.cls.") or k == "Qformer.bert.embeddings.position_ids"):
+            dropped.append(k)
+            used.add(k)
+            continue
+        if dst is not None:
+            out[dst], origin[dst] = t, k
+            used.add(k)
+    if dropped:
+        log(f"dropped {len(dropped)} tensors retrieval does not use (Qformer.cls.* LM head, position_ids)")
+    return out, origin, used
+
+
+def _blip2_summary(cfg):
+    v, q = cfg["vision"], cfg["qformer"]
+    return (f"[ViT width {v['width']} layers {v['layers']} heads {v['heads']} patch {v['patch_size']} image "
+            f"{v['image_size']}; Q-Former width {q['width']} layers {q['layers']} heads {q['heads']} cross every "
+            f"{q['cross_attention_frequency']}; {cfg['num_query_tokens']} queries; embed {cfg['image_text_hidden_size']}]")
+
+
+def convert_blip2(src_path, dst_path, args, hf_config=None, sd=None):
+    """BLIP-2 retrieval checkpoint (HF folder or LAVIS) -> DST. Returns the config written."""
+    if hf_config is not None:
+        if os.path.isdir(src_path):
+            names = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
+            found = [f for f in names if os.path.isfile(os.path.join(src_path, f))]
+            if not found:
+                fail(src_path, ": a BLIP-2 folder (config.json) without model.safetensors / pytorch_model.bin")
+            f = os.path.join(src_path, found[0])
+        else:
+            f = src_path
+        log(f"Hugging Face BLIP-2: {f}")
+        sd = _load_sharded(f, args.unsafe_pickle) if f.endswith(".index.json") else \
+            _load_tensor_file(f, args.unsafe_pickle)[0]
+        cfg, fmt = blip2_hf_config(hf_config, args, src_path), "hf"
+        out, origin, used = blip2_hf_tensors(sd)
+    else:
+        if sd is None:
+            sd = load_source(src_path, args.unsafe_pickle).sd
+        if args.vision_weights:
+            sd = _merge_eva(dict(sd), args.vision_weights, args.vision_layers or 39, args.unsafe_pickle)
+        elif not any(k.startswith("visual_encoder.") for k in sd):
+            fail(src_path, ": a LAVIS BLIP-2 checkpoint without the (frozen) vision encoder; pass its weights with "
+                 "--vision-weights eva_vit_g.pth")
+        cfg, fmt = blip2_lavis_config(sd, args, src_path), "lavis"
+        log("LAVIS Blip2Qformer checkpoint (blip2_feature_extractor / blip2_image_text_matching)")
+        out, origin, used = blip2_lavis_tensors(sd)
+    unused = sorted(set(sd) - used)
+    if unused:
+        more = f" ... ({len(unused) - 12} more)" if len(unused) > 12 else ""
+        fail(src_path, ": ", len(unused), " tensor(s) this converter does not understand: ", ", ".join(unused[:12]), more)
+    exp = blip2_expected_shapes(cfg)
+    for k in sorted(exp):
+        if k not in out and k != "temp":
+            fail(src_path, ": tensor '", k, "' with shape ", tuple(exp[k]), " is missing")
+    for k in sorted(out):
+        if k not in exp:
+            fail(src_path, ": tensor '", origin[k], "' (-> '", k, "') is not part of the model the config describes")
+        if list(out[k].shape) != exp[k]:
+            fail(src_path, ": tensor '", origin[k], "' (-> '", k, "') has shape ", tuple(out[k].shape),
+                 " but the config ", _blip2_summary(cfg), " needs ", tuple(exp[k]))
+    bad = [origin[k] for k in out if not out[k].is_floating_point()]
+    if bad:
+        fail(src_path, ": BLIP-2 weights must be floating point, not ", bad[:4])
+    want = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}.get(args.dtype)
+    final = {}
+    for k in sorted(out):  # --dtype casts every weight; temp, like CLIP's logit_scale, keeps its precision
+        t = out[k].detach()
+        dt = want if want is not None and k != "temp" else (torch.float32 if t.dtype == torch.float64 else t.dtype)
+        final[k] = t.to(dt).contiguous()
+    meta = {"vislang.config": json.dumps(cfg), "format": BLIP2_FORMAT,
+            "source": os.path.basename(os.path.normpath(src_path)), "source_format": fmt}
+    write_safetensors(dst_path, final, meta)
+    return cfg
+
+
 # ---- driver -------------------------------------------------------------------------------------
 def _default_name(path):
     base = os.path.basename(os.path.normpath(path))
@@ -691,13 +1006,18 @@ def _default_name(path):
 
 
 def convert(src_path, dst_path, dtype=None, act=None, name=None, text_heads=None, vision_heads=None,
-            unsafe_pickle=False):
+            unsafe_pickle=False, vision_weights=None, vision_layers=None):
     """Library entry point (tools/reference/make_clip_fixtures.py uses the command line instead).
     Returns the config dict written into the file."""
     args = argparse.Namespace(dtype=dtype, act=act, name=name, text_heads=text_heads, vision_heads=vision_heads,
-                              unsafe_pickle=unsafe_pickle)
+                              unsafe_pickle=unsafe_pickle, vision_weights=vision_weights, vision_layers=vision_layers)
+    blip2_hf = blip2_hf_config_json(src_path)
+    if blip2_hf is not None or vision_weights:
+        return convert_blip2(src_path, dst_path, args, hf_config=blip2_hf)
     src = load_source(src_path, unsafe_pickle)
     sd = src.sd
+    if is_lavis_blip2(sd):
+        return convert_blip2(src_path, dst_path, args, sd=sd)
     # CustomTextCLIP with a standard text transformer: text.* -> the CLIP names.
     if src.fmt != "hf" and "text.transformer.resblocks.0.attn.in_proj_weight" in sd and "transformer.resblocks.0.attn.in_proj_weight" not in sd:
         sd = {(k[5:] if k.startswith("text.") else k): v for k, v in sd.items()}
@@ -800,16 +1120,24 @@ def main(argv=None):
     ap.add_argument("--name", help="model name stored in the config (default: from SRC)")
     ap.add_argument("--text-heads", type=int, help="override the inferred text attention heads")
     ap.add_argument("--vision-heads", type=int, help="override the inferred vision attention heads")
+    ap.add_argument("--vision-weights", metavar="PATH",
+                    help="BLIP-2 (LAVIS): the frozen ViT-g's own file (eva_vit_g.pth) when the checkpoint lacks it")
+    ap.add_argument("--vision-layers", type=int, metavar="N",
+                    help="BLIP-2 (LAVIS): blocks of --vision-weights to use (default 39, as LAVIS builds ViT-g)")
     ap.add_argument("--unsafe-pickle", action="store_true",
                     help="allow torch.load(weights_only=False) for trusted checkpoints holding non-tensor objects")
     a = ap.parse_args(argv)
     if not a.dst.endswith(".safetensors"):
         ap.error(f"DST must end in .safetensors, got {a.dst}")
     try:
-        cfg = convert(a.src, a.dst, a.dtype, a.act, a.name, a.text_heads, a.vision_heads, a.unsafe_pickle)
+        cfg = convert(a.src, a.dst, a.dtype, a.act, a.name, a.text_heads, a.vision_heads, a.unsafe_pickle,
+                      a.vision_weights, a.vision_layers)
     except ConvertError as e:
         print(f"convert: error: {e}", file=sys.stderr)
         return 1
+    if cfg["model_type"] == "blip2":
+        log(f"wrote {a.dst} ({os.path.getsize(a.dst) / 2**20:.1f} MiB): {cfg['name']}, {_blip2_summary(cfg)}")
+        return 0
     v = cfg["vision"]
     log(f"wrote {a.dst} ({os.path.getsize(a.dst) / 2**20:.1f} MiB): {cfg['name']}, {_shape_summary(cfg)}, "
         f"heads vision {v['heads']} text {cfg['text']['heads']}")

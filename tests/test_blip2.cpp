@@ -1,0 +1,379 @@
+// tests/test_blip2.cpp — BLIP-2 retrieval (models/blip2/*) and VisualAdapter (nn/visual_adapter.h)
+// against PyTorch.
+//
+// The fixtures in tests/fixtures/blip2/ come from tools/reference/make_blip2_fixtures.py: a small
+// random transformers Blip2ForImageTextRetrieval as a Hugging Face folder (hf/, read directly), the
+// same weights in LAVIS's layout converted by tools/convert.py (lavis.safetensors), and
+// reference.safetensors with the pixels, token ids, attention mask and the torch float32 output of
+// every stage: vision last_hidden_state, the Q-Former's query outputs, image embeds, the text-only
+// Q-Former states, text embeds, ITC scores, ITM logits and probabilities. Each stage is compared on
+// its rows (last dim): NaN/Inf first, max |got - ref| <= 1e-4 * max |ref|, cosine >= 0.99999 per row;
+// the test prints the max |diff| and 1 - min cosine of each. adapter.safetensors holds VisualAdapter's
+// PyTorch reference in its three modes.
+// Error cases: a missing, mis-shaped or unexpected tensor, a file without vislang.config, a CLIP file.
+//
+// Real-shape check (not in CI): python3 tools/reference/make_blip2_fixtures.py --full DIR writes
+// blip2-itm-vit-g with random weights; VISLANG_BLIP2_FULL_DIR=DIR runs the same comparison on it.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "models/blip2/blip2.h"
+#include "nn/visual_adapter.h"
+#include "tests/test_util.h"
+#include "weights/safetensors.h"
+
+using namespace vislang;
+using namespace vislang::blip2;
+using vislang::test::contains;
+using vislang::test::error_of;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kBlip2FixtureVersion = "1";
+constexpr const char* kRegen = "re-run: python3 tools/reference/make_blip2_fixtures.py";
+constexpr double kRelTol = 1e-4;  // max |diff| <= kRelTol * max |ref|
+constexpr double kMinCos = 0.99999;
+
+std::string fixture(const std::string& rel = "") {
+  return std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/blip2" + (rel.empty() ? "" : "/" + rel);
+}
+
+SafeTensorsFile open_versioned(const std::string& path) {
+  SafeTensorsFile f = SafeTensorsFile::open(path);
+  auto it = f.metadata().find("format_version");
+  REQUIRE_MESSAGE(it != f.metadata().end(), str(path, " has no format_version; ", kRegen));
+  REQUIRE_MESSAGE(it->second == kBlip2FixtureVersion, str(path, " has format_version ", it->second,
+                  " but this test expects ", kBlip2FixtureVersion, "; ", kRegen));
+  return f;
+}
+
+struct Stat {
+  double max_diff = 0, max_ref = 0, min_cos = 1;
+};
+
+// got vs ref, compared as rows of the last dim: (..., D) -> (R, D).
+Stat check_close(const Tensor& got_in, const Tensor& ref_in, const std::string& what) {
+  REQUIRE_MESSAGE(got_in.shape() == ref_in.shape(), str(what, ": shape ", shape_str(got_in.shape()),
+                  ", reference ", shape_str(ref_in.shape())));
+  const int64_t D = ref_in.size(-1), R = ref_in.numel() / D;
+  std::vector<double> g = got_in.to(Device::cpu()).to_vector<double>(), r = ref_in.to_vector<double>();
+  Stat s;
+  size_t worst = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    REQUIRE_MESSAGE(std::isfinite(g[i]), str(what, ": non-finite ", g[i], " at flat index ", i));
+    s.max_ref = std::max(s.max_ref, std::fabs(r[i]));
+    if (std::fabs(g[i] - r[i]) > s.max_diff) s.max_diff = std::fabs(g[i] - r[i]), worst = i;
+  }
+  for (int64_t row = 0; row < R; ++row) {
+    double gr = 0, gg = 0, rr = 0;
+    for (int64_t d = row * D; d < (row + 1) * D; ++d) gr += g[d] * r[d], gg += g[d] * g[d], rr += r[d] * r[d];
+    const double cos = (gg == 0 && rr == 0) ? 1.0 : gr / std::sqrt(std::max(gg * rr, 1e-300));
+    s.min_cos = std::min(s.min_cos, cos);
+    CHECK_MESSAGE(cos >= kMinCos, str(what, ": row ", row, " cosine ", cos, " < ", kMinCos));
+  }
+  CHECK_MESSAGE(s.max_diff <= kRelTol * s.max_ref, str(what, ": max |diff| ", s.max_diff, " at flat index ", worst,
+                " (got ", g[worst], ", expected ", r[worst], ") > ", kRelTol, " * max |ref| ", s.max_ref, "; ", kRegen,
+                " if the model changed on purpose"));
+  return s;
+}
+
+// Loads the model at `model_path` and checks every stage against `ref` (a reference.safetensors).
+void check_against_reference(const std::string& model_path, const SafeTensorsFile& ref, const std::string& tag,
+                             Device device = Device::cpu()) {
+  Blip2Retrieval m = Blip2Retrieval::load(model_path, device);
+  Tensor pixels = ref.get("pixels"), ids = ref.get("input_ids"), mask = ref.get("attention_mask");
+  const int64_t Bi = pixels.size(0), Bt = ids.size(0);
+  Tensor vis = m.vision_features(pixels);        // (Bi, 1 + N, Cv)
+  Tensor queries = m.query_features(vis);        // (Bi, Q, C)
+  Tensor img = m.image_embeds(queries);          // (Bi, Q, E)
+  Tensor txt = m.encode_text(ids, mask);         // (Bt, E)
+  // ITM on the pairs (image i, text j) at row i·Bt + j, as the reference computes them.
+  std::vector<int64_t> img_rows, txt_rows;
+  for (int64_t i = 0; i < Bi; ++i)
+    for (int64_t j = 0; j < Bt; ++j) img_rows.push_back(i), txt_rows.push_back(j);
+  auto rows = [&](const std::vector<int64_t>& v) { return Tensor::from_vector(v, {int64_t(v.size())}).to(device); };
+  Tensor itm = m.itm_logits(ops::index_select(vis, 0, rows(img_rows)), ops::index_select(ids.to(device), 0, rows(txt_rows)),
+                            ops::index_select(mask.to(device), 0, rows(txt_rows)));
+  struct Item { const char* name; Tensor got; };
+  const std::vector<Item> items = {
+      {"vision_last_hidden_state", vis},
+      {"query_output", queries},
+      {"image_embeds", img},
+      {"text_last_hidden_state", m.text_features(ids, mask)},
+      {"text_embeds", txt},
+      {"itc_scores", m.itc_scores(img, txt)},
+      {"itm_logits", itm},
+      {"itm_probabilities", m.itm_probabilities(vis, ids, mask)},
+  };
+  std::string report = tag + ":";
+  for (const Item& it : items) {
+    Stat s = check_close(it.got, ref.get(it.name), tag + " " + it.name);
+    report += str("\n  ", it.name, ": max|diff| ", s.max_diff, " (max|ref| ", s.max_ref, "), 1 - min cos ", 1 - s.min_cos);
+  }
+  // The composed entry point gives the same image embeds as the stages.
+  Stat e = check_close(m.encode_image(pixels), ref.get("image_embeds"), tag + " encode_image");
+  CHECK(e.max_diff <= kRelTol * e.max_ref);
+  MESSAGE(report);
+}
+
+std::vector<std::pair<std::string, Tensor>> all_tensors(const SafeTensorsFile& f) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const std::string& n : f.names()) out.emplace_back(n, f.get(n));
+  return out;
+}
+
+// A scratch file name unique to this process; the file is removed when the object goes.
+struct ScratchFile {
+  std::string path;
+  explicit ScratchFile(const std::string& name) {
+    static int serial = 0;
+    path = (fs::temp_directory_path() / str("vislang_blip2_", ::getpid(), "_", serial++, "_", name)).string();
+  }
+  ~ScratchFile() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// lavis.safetensors rewritten through `edit`, saved to a scratch file; returns the load error.
+template <typename Edit>
+std::string load_error_after(Edit edit, const std::string& file_name) {
+  SafeTensorsFile src = SafeTensorsFile::open(fixture("lavis.safetensors"));
+  auto ts = all_tensors(src);
+  auto meta = src.metadata();
+  edit(ts, meta);
+  ScratchFile out(file_name);
+  save_safetensors(out.path, ts, meta);
+  std::string msg = error_of([&] { (void)Blip2Retrieval::load(out.path); });
+  CHECK_MESSAGE(contains(msg, out.path), msg);
+  return msg;
+}
+
+}  // namespace
+
+TEST_SUITE("blip2") {
+  TEST_CASE("blip2: HF folder and LAVIS-converted file match transformers at every stage") {
+    SafeTensorsFile ref = open_versioned(fixture("reference.safetensors"));
+    SUBCASE("hf folder") { check_against_reference(fixture("hf"), ref, "hf/ (cpu)"); }
+    SUBCASE("lavis converted") { check_against_reference(fixture("lavis.safetensors"), ref, "lavis.safetensors (cpu)"); }
+  }
+
+  TEST_CASE("blip2: the reference (plain-loop) CPU kernels agree too") {
+    SafeTensorsFile ref = open_versioned(fixture("reference.safetensors"));
+    CpuModeGuard g(CpuMode::REFERENCE);
+    check_against_reference(fixture("hf"), ref, "hf/ (reference kernels)");
+  }
+
+  TEST_CASE("blip2: CUDA") {
+    if (cuda_device_count() == 0) {
+      MESSAGE(str("skipped: ", cuda_built() ? "no CUDA GPU on this machine" : "vislang was built without CUDA"));
+      return;
+    }
+    SafeTensorsFile ref = open_versioned(fixture("reference.safetensors"));
+    check_against_reference(fixture("lavis.safetensors"), ref, "lavis.safetensors (cuda)", Device::cuda(0));
+  }
+
+  TEST_CASE("blip2: no attention mask means no padding") {
+    SafeTensorsFile ref = open_versioned(fixture("reference.safetensors"));
+    Blip2Retrieval m = Blip2Retrieval::load(fixture("hf"));
+    Tensor ids = ref.get("input_ids").narrow(0, 0, 1);  // row 0 fills all 10 positions
+    Tensor with = m.encode_text(ids, ref.get("attention_mask").narrow(0, 0, 1)), without = m.encode_text(ids);
+    CHECK(with.to_vector<float>() == without.to_vector<float>());
+    // Padding matters: row 2 (4 tokens) without its mask attends to the padding and changes.
+    Tensor row2 = ref.get("input_ids").narrow(0, 2, 1);
+    Stat s = check_close(m.encode_text(row2, ref.get("attention_mask").narrow(0, 2, 1)),
+                         ref.get("text_embeds").narrow(0, 2, 1), "row 2 with mask");
+    CHECK(s.max_diff < 1e-5);
+    std::vector<float> a = m.encode_text(row2).to_vector<float>(), b = ref.get("text_embeds").narrow(0, 2, 1).to_vector<float>();
+    double d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, double(std::fabs(a[i] - b[i])));
+    CHECK_MESSAGE(d > 1e-3, str("ignoring the mask should change the embedding, max |diff| ", d));
+  }
+
+  TEST_CASE("blip2: configs — config.json, convert.py's vislang.config and the blip2-tiny preset agree") {
+    SafeTensorsFile ref = open_versioned(fixture("reference.safetensors"));
+    std::ifstream in(fixture("hf/config.json"));
+    REQUIRE(in.good());
+    nlohmann::json hf;
+    in >> hf;
+    nlohmann::json a = Blip2Config::from_hf(hf).to_json();
+    nlohmann::json b = Blip2Config::from_json(nlohmann::json::parse(ref.metadata().at("hf_vislang_config"))).to_json();
+    CHECK_MESSAGE(a == b, str("from_hf: ", a.dump(), "\nconvert.py: ", b.dump()));
+    SafeTensorsFile lav = SafeTensorsFile::open(fixture("lavis.safetensors"));
+    CHECK(lav.metadata().at("format") == "vislang-blip2-1");
+    nlohmann::json c = Blip2Config::from_json(nlohmann::json::parse(lav.metadata().at("vislang.config"))).to_json();
+    nlohmann::json tiny = Blip2Config::preset("blip2-tiny").to_json();
+    for (nlohmann::json* j : {&a, &c, &tiny}) j->erase("name");
+    CHECK_MESSAGE(c == a, str("lavis: ", c.dump(), "\nhf: ", a.dump()));
+    CHECK_MESSAGE(tiny == a, str("preset blip2-tiny: ", tiny.dump(), "\nfixture: ", a.dump()));
+    Blip2Config g = Blip2Config::preset("blip2-itm-vit-g");
+    CHECK(g.vision.num_patches() + 1 == 257);
+    CHECK(g.vision.width / g.vision.heads == 88);
+    CHECK(Blip2Config::from_json(g.to_json()).to_json() == g.to_json());
+    std::string msg = error_of([] { (void)Blip2Config::preset("blip2-nope"); });
+    CHECK_MESSAGE(contains(msg, "blip2-itm-vit-g"), msg);
+    nlohmann::json bad = g.to_json();
+    bad["qformer"]["encoder_width"] = 1024;
+    msg = error_of([&] { (void)Blip2Config::from_json(bad); });
+    CHECK_MESSAGE(contains(msg, "encoder_width"), msg);
+  }
+
+  TEST_CASE("blip2: LAVIS temperature is kept; HF folders have none") {
+    CHECK(Blip2Retrieval::load(fixture("lavis.safetensors")).temperature() == doctest::Approx(0.07).epsilon(1e-3));
+    CHECK(std::isnan(Blip2Retrieval::load(fixture("hf")).temperature()));
+  }
+
+  TEST_CASE("blip2: the legacy q_bias / v_bias layout loads to the same model") {
+    SafeTensorsFile src = SafeTensorsFile::open(fixture("lavis.safetensors"));
+    std::vector<std::pair<std::string, Tensor>> ts;
+    for (auto& [n, t] : all_tensors(src)) {
+      const std::string suffix = "self_attn.qkv.bias";
+      if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        const std::string base = n.substr(0, n.size() - std::string("qkv.bias").size());
+        const int64_t C = t.size(0) / 3;
+        ts.emplace_back(base + "q_bias", t.narrow(0, 0, C).contiguous());
+        ts.emplace_back(base + "v_bias", t.narrow(0, 2 * C, C).contiguous());
+      } else {
+        ts.emplace_back(n, t);
+      }
+    }
+    ScratchFile out("legacy.safetensors");
+    save_safetensors(out.path, ts, src.metadata());
+    SafeTensorsFile ref = open_versioned(fixture("reference.safetensors"));
+    Blip2Retrieval m = Blip2Retrieval::load(out.path);
+    check_close(m.vision_features(ref.get("pixels")), ref.get("vision_last_hidden_state"), "legacy q_bias/v_bias");
+  }
+
+  TEST_CASE("blip2: a missing tensor names its full path and shape") {
+    for (const char* victim : {"qformer.encoder.layer.2.crossattention.attention.key.weight",
+                               "vision_model.encoder.layers.1.self_attn.qkv.bias", "itm_head.bias"}) {
+      Shape shape = SafeTensorsFile::open(fixture("lavis.safetensors")).info(victim).shape;
+      std::string msg = load_error_after([&](auto& ts, auto&) {
+        ts.erase(std::remove_if(ts.begin(), ts.end(), [&](const auto& p) { return p.first == victim; }), ts.end());
+      }, "missing.safetensors");
+      CHECK_MESSAGE(contains(msg, std::string("'") + victim + "'"), msg);
+      CHECK_MESSAGE(contains(msg, "missing"), msg);
+      CHECK_MESSAGE(contains(msg, shape_str(shape)), msg);
+    }
+  }
+
+  TEST_CASE("blip2: a mis-shaped tensor names its full path and both shapes") {
+    // Cross-attention keys read the vision width (48), not the Q-Former's (64): a swap must not load.
+    for (const char* victim : {"qformer.encoder.layer.0.crossattention.attention.key.weight",
+                               "vision_model.embeddings.position_embedding", "query_tokens"}) {
+      Shape good = SafeTensorsFile::open(fixture("lavis.safetensors")).info(victim).shape, bad = good;
+      bad.back() += 16;
+      std::string msg = load_error_after([&](auto& ts, auto&) {
+        for (auto& [n, t] : ts)
+          if (n == victim) t = Tensor::zeros(bad, t.dtype());
+      }, "misshaped.safetensors");
+      CHECK_MESSAGE(contains(msg, std::string("'") + victim + "'"), msg);
+      CHECK_MESSAGE(contains(msg, shape_str(bad)), msg);
+      CHECK_MESSAGE(contains(msg, shape_str(good)), msg);
+    }
+  }
+
+  TEST_CASE("blip2: an unexpected tensor is an error, not silently ignored") {
+    // layer 1 has no cross-attention (frequency 2): weights for one must not be dropped quietly.
+    std::string msg = load_error_after([](auto& ts, auto&) {
+      ts.emplace_back("qformer.encoder.layer.1.crossattention.attention.query.weight", Tensor::zeros({64, 64}));
+    }, "extra.safetensors");
+    CHECK_MESSAGE(contains(msg, "qformer.encoder.layer.1.crossattention.attention.query.weight"), msg);
+  }
+
+  TEST_CASE("blip2: files that are not converted BLIP-2 models get clear errors") {
+    std::string msg = load_error_after([](auto&, auto& meta) { meta.erase("vislang.config"); }, "no_config.safetensors");
+    CHECK_MESSAGE(contains(msg, "vislang.config"), msg);
+    CHECK_MESSAGE(contains(msg, "tools/convert.py"), msg);
+    std::string clip = std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/clip/openclip_vit.safetensors";
+    msg = error_of([&] { (void)Blip2Retrieval::load(clip); });
+    CHECK_MESSAGE(contains(msg, "model_type is 'clip'"), msg);
+    msg = error_of([&] { (void)Blip2Retrieval::load(std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/clip/hf_vit"); });
+    CHECK_MESSAGE(contains(msg, "blip-2"), msg);
+  }
+
+  TEST_CASE("blip2: inputs are checked") {
+    Blip2Retrieval m = Blip2Retrieval::load(fixture("hf"));
+    std::string msg = error_of([&] { (void)m.vision_features(Tensor::zeros({1, 3, 64, 64})); });
+    CHECK_MESSAGE(contains(msg, "(B, 3, 56, 56)"), msg);
+    msg = error_of([&] { (void)m.encode_text(Tensor::zeros({1, 40}, DType::I64)); });  // 32 positions
+    CHECK_MESSAGE(contains(msg, "outside [1, 32]"), msg);
+    msg = error_of([&] { (void)m.encode_text(Tensor::zeros({2, 5}, DType::I64), Tensor::ones({2, 4}, DType::I64)); });
+    CHECK_MESSAGE(contains(msg, "attention_mask"), msg);
+  }
+
+  TEST_CASE("blip2: random weights at the tiny preset load and run") {
+    ScratchFile out("random_tiny.safetensors");
+    write_random_blip2(Blip2Config::preset("blip2-tiny"), out.path, 7);
+    Blip2Retrieval m = Blip2Retrieval::load(out.path);
+    Tensor img = m.encode_image(Tensor::zeros({2, 3, 56, 56}));
+    CHECK(img.shape() == Shape{2, 8, 32});
+    Tensor ids = Tensor::from_vector(std::vector<int64_t>{101, 7, 8, 102}, {1, 4});
+    CHECK(m.itc_scores(img, m.encode_text(ids)).shape() == Shape{2, 1});
+  }
+
+  TEST_CASE("visual adapter: linear, mlp and qformer modes match the PyTorch module") {
+    SafeTensorsFile f = open_versioned(fixture("adapter.safetensors"));
+    WeightScope root(f);
+    Tensor x = f.get("inputs.x");  // (2, 17, 48): the tiny model's vision features
+    std::string report = "visual adapter:";
+    for (const char* mode : {"linear", "mlp", "qformer"}) {
+      CAPTURE(mode);
+      nn::VisualAdapterConfig c =
+          nn::VisualAdapterConfig::from_json(nlohmann::json::parse(f.metadata().at(str(mode, ".config"))));
+      nn::VisualAdapter a;
+      WeightScope s = root.sub(mode);
+      a.load(s, c);
+      s.check_all_used();
+      Tensor y = a.forward(x);
+      Stat st = check_close(y, f.get(str("outputs.", mode)), str("adapter ", mode));
+      report += str("\n  ", mode, " ", shape_str(x.shape()), " -> ", shape_str(y.shape()), ": max|diff| ", st.max_diff,
+                    " (max|ref| ", st.max_ref, "), 1 - min cos ", 1 - st.min_cos);
+      CHECK(nn::VisualAdapterConfig::from_json(c.to_json()).to_json() == c.to_json());
+    }
+    MESSAGE(report);
+  }
+
+  TEST_CASE("visual adapter: shapes per mode and clear errors") {
+    SafeTensorsFile f = open_versioned(fixture("adapter.safetensors"));
+    WeightScope root(f);
+    auto cfg = [&](const char* mode) {
+      return nn::VisualAdapterConfig::from_json(nlohmann::json::parse(f.metadata().at(str(mode, ".config"))));
+    };
+    nn::VisualAdapter q;
+    q.load(root.sub("qformer"), cfg("qformer"));
+    // Q output tokens whatever N is.
+    CHECK(q.forward(Tensor::zeros({3, 5, 48})).shape() == Shape{3, 6, 32});
+    CHECK(q.forward(Tensor::zeros({1, 300, 48})).shape() == Shape{1, 6, 32});
+    std::string msg = error_of([&] { (void)q.forward(Tensor::zeros({1, 5, 40})); });
+    CHECK_MESSAGE(contains(msg, "(B, N, 48)"), msg);
+    nn::VisualAdapterConfig wrong = cfg("mlp");
+    wrong.hidden_dim += 1;
+    nn::VisualAdapter m;
+    msg = error_of([&] { m.load(root.sub("mlp"), wrong); });
+    CHECK_MESSAGE(contains(msg, "mlp.fc1.weight"), msg);
+    msg = error_of([] { (void)nn::parse_visual_adapter_mode("perceiver"); });
+    CHECK_MESSAGE(contains(msg, "linear, mlp, qformer"), msg);
+  }
+
+  TEST_CASE("blip2: real-shape blip2-itm-vit-g (VISLANG_BLIP2_FULL_DIR)") {
+    const char* dir = std::getenv("VISLANG_BLIP2_FULL_DIR");
+    if (!dir || !*dir) {
+      MESSAGE("skipped: set VISLANG_BLIP2_FULL_DIR to the folder written by "
+              "python3 tools/reference/make_blip2_fixtures.py --full DIR");
+      return;
+    }
+    SafeTensorsFile ref = open_versioned(std::string(dir) + "/reference.safetensors");
+    check_against_reference(std::string(dir) + "/hf", ref, "blip2-itm-vit-g random weights (cpu)");
+  }
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""bench_blip2_torch.py — BLIP-2 image throughput in vislang and in PyTorch (transformers), side by side.
+
+Both run blip2-itm-vit-g's image path with random weights, float32, on the CPU, with the same thread
+count, batch sizes and timing (warm-up, then the median of --reps runs), on random inputs:
+
+  vision + Q-Former   pixels (B, 3, 224, 224) -> ViT-g/14 (39 layers, width 1408) -> (B, 257, 1408)
+                      -> Q-Former (12 layers, 32 queries) -> vision_projection -> normalize (B, 32, 256)
+  Q-Former alone      image features (B, 257, 1408) -> the same Q-Former + projection
+
+  vislang  build/bin/vislang bench blip2 --format json --threads T --batch ... (cli/bench_blip2.cpp;
+           random weights written by models/blip2 write_random_blip2)
+  torch    transformers Blip2ForImageTextRetrieval(Blip2Config at blip2-itm-vit-g shape), random init,
+           eval(), torch.inference_mode(), torch.set_num_threads(T), set_num_interop_threads(1); the same
+           three calls HF's forward(use_image_text_matching_head=False) makes for the image side:
+           vision_model -> qformer(query_tokens, encoder_hidden_states) -> normalize(vision_projection(.))
+
+Each framework runs in its own process (vislang first, then torch), so their memory does not add up.
+Ratios > 1 mean vislang is faster. The weights differ (both random); the shapes and the work are the
+same. The machine should be quiet: the load average is printed before and after.
+
+    python3 tools/reference/bench_blip2_torch.py [--threads 2] [--batches 1,8] [--reps 3] [--vislang PATH]
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_peers import median_ms  # noqa: E402  (warm-up, then the median of the timed runs, in ms)
+
+
+def run_torch(args):
+    import torch
+    import torch.nn.functional as F
+    from transformers import Blip2Config, Blip2ForImageTextRetrieval
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    torch.manual_seed(0)
+    cfg = Blip2Config(
+        vision_config=dict(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
+                           image_size=224, patch_size=14, hidden_act="gelu", layer_norm_eps=1e-6),
+        qformer_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                            vocab_size=30523, cross_attention_frequency=2, use_qformer_text_input=True),
+        num_query_tokens=32, image_text_hidden_size=256)
+    t0 = time.perf_counter()
+    model = Blip2ForImageTextRetrieval(cfg).eval()
+    build_s = time.perf_counter() - t0
+
+    def image_side(pixels):
+        feats = model.vision_model(pixel_values=pixels).last_hidden_state
+        return qformer_side(feats)
+
+    def qformer_side(feats):
+        q = model.query_tokens.expand(feats.shape[0], -1, -1)
+        ones = torch.ones(feats.shape[:-1], dtype=torch.long)
+        out = model.qformer(query_embeds=q, encoder_hidden_states=feats, encoder_attention_mask=ones)
+        return F.normalize(model.vision_projection(out.last_hidden_state), dim=-1)
+
+    rows = []
+    with torch.inference_mode():
+        for b in args.batches:
+            if args.part != "qformer":
+                pixels = torch.randn(b, 3, 224, 224)
+                rows.append(("vision + Q-Former", b, median_ms(lambda: image_side(pixels), args.warmup, args.reps)))
+            if args.part != "vision":
+                feats = torch.randn(b, 257, 1408)
+                rows.append(("Q-Former alone", b, median_ms(lambda: qformer_side(feats), args.warmup, args.reps)))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "build_s": build_s,
+                      "peak_rss_mib": rss, "results": [dict(part=p, batch=b, ms=ms) for p, b, ms in rows]}))
+
+
+def loadavg():
+    return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--part", choices=["all", "vision", "qformer"], default="all")
+    ap.add_argument("--vislang", default=str(REPO / "build" / "bin" / "vislang"), help="the vislang binary")
+    ap.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)  # the worker process
+    args = ap.parse_args()
+    args.batches = [int(b) for b in args.batches.split(",") if b]
+    if args.torch_only:
+        run_torch(args)
+        return 0
+
+    print(f"load average before: {loadavg()} (benchmark only on a quiet machine)", flush=True)
+    common = ["--threads", str(args.threads), "--reps", str(args.reps), "--warmup", str(args.warmup)]
+    cmd = [args.vislang, "bench", "blip2", "--format", "json", "--batch", ",".join(map(str, args.batches)),
+           "--part", args.part, *common]
+    print("$ " + " ".join(cmd), flush=True)
+    vl = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    cmd = [sys.executable, __file__, "--torch-only", "--batches", ",".join(map(str, args.batches)), "--part", args.part,
+           *common]
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    th = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
+    print(f"load average after:  {loadavg()}\n")
+
+    print(f"BLIP-2 blip2-itm-vit-g image side, random weights, f32, CPU ({vl['device_name']}), "
+          f"{args.threads} threads, median of {args.reps} after {args.warmup} warm-up")
+    print(f"vislang peak RSS {vl['peak_rss_mib']:.0f} MiB; torch {th['torch']} peak RSS {th['peak_rss_mib']:.0f} MiB\n")
+    print(f"{'part':<20} {'batch':>5} {'vislang img/s':>14} {'torch img/s':>12} {'ratio':>7}")
+    torch_ms = {(r["part"], r["batch"]): r["ms"] for r in th["results"]}
+    for r in vl["results"]:
+        t = torch_ms[(r["part"], r["batch"])]
+        print(f"{r['part']:<20} {r['batch']:>5} {r['batch'] * 1000 / r['ms']:>14.3f} {r['batch'] * 1000 / t:>12.3f} "
+              f"{t / r['ms']:>6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
