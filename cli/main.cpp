@@ -1,6 +1,6 @@
 // cli/main.cpp — the `vislang` command: one binary, one subcommand per application.
-// Subcommands: version, bench ops, bench clip, tokenize, embed, zero-shot, similarity (later issues add
-// train, index, serve).
+// Subcommands: version, bench ops|clip|blip2|search, tokenize, embed, zero-shot, similarity, train,
+// index, search, recommend, serve, demo.
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -19,6 +19,12 @@ static void usage(std::ostream& os) {
         "  embed            image or text embeddings as JSON lines or a .npy matrix\n"
         "  zero-shot        zero-shot classification of images with prompt ensembling\n"
         "  similarity       the image-text logits matrix\n"
+        "  index            image search index: build, add, prune, info (Faiss + SQLite)\n"
+        "  search           images most similar to a text or an image, from an index\n"
+        "  recommend        images ranked by liked/disliked items and a text intent\n"
+        "  serve            the search web page and its JSON API\n"
+        "  demo             generated images -> index -> web page (or sample queries with --no-serve)\n"
+        "  bench search     index build images/s and text-query latency p50/p99\n"
         "  train            train a CLIP on the toy world (--recipe toy) or fine-tune one (--init)\n\n"
         "Run 'vislang <command> --help' for the options of a command.\n";
 }
@@ -35,12 +41,18 @@ int main(int argc, char** argv) {
     if (cmd == "embed") return run_embed(argc - 1, argv + 1);
     if (cmd == "zero-shot") return run_zero_shot(argc - 1, argv + 1);
     if (cmd == "similarity") return run_similarity(argc - 1, argv + 1);
+    if (cmd == "index") return run_index(argc - 1, argv + 1);
+    if (cmd == "search") return run_search(argc - 1, argv + 1);
+    if (cmd == "recommend") return run_recommend(argc - 1, argv + 1);
+    if (cmd == "serve") return run_serve(argc - 1, argv + 1);
+    if (cmd == "demo") return run_demo(argc - 1, argv + 1);
     if (cmd == "train") return run_train(argc - 1, argv + 1);
     if (cmd == "bench") {
       if (argc >= 3 && std::string(argv[2]) == "ops") return run_bench_ops(argc - 2, argv + 2);
       if (argc >= 3 && std::string(argv[2]) == "clip") return run_bench_clip(argc - 2, argv + 2);
+      if (argc >= 3 && std::string(argv[2]) == "search") return run_bench_search(argc - 2, argv + 2);
       if (argc >= 3 && std::string(argv[2]) == "blip2") return run_bench_blip2(argc - 2, argv + 2);
-      std::cerr << "vislang bench: expected a benchmark name: ops, clip, blip2\n";
+      std::cerr << "vislang bench: expected a benchmark name: ops, clip, blip2, search\n";
       return 2;
     }
     std::cerr << "vislang: unknown command '" << cmd << "'\n\n";

@@ -1,0 +1,140 @@
+// search/engine.cpp — see search/engine.h (the recommendation formula is written out there).
+#include "search/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace vislang::search {
+
+namespace {
+constexpr int kMaxK = 10000;
+
+int clamp_k(int k) { return std::max(0, std::min(k, kMaxK)); }
+
+// n(mean of rows), or empty when there are no rows.
+std::vector<float> unit_mean(const std::vector<std::vector<float>>& rows, int64_t dim) {
+  if (rows.empty()) return {};
+  std::vector<float> m(size_t(dim), 0.0f);
+  for (const auto& r : rows)
+    for (int64_t c = 0; c < dim; ++c) m[size_t(c)] += r[size_t(c)];
+  normalize_rows(m.data(), 1, dim);
+  return m;
+}
+}  // namespace
+
+SearchEngine::SearchEngine(std::shared_ptr<IndexDb> db, std::shared_ptr<Embedder> emb)
+    : db_(std::move(db)), emb_(std::move(emb)) {
+  VL_CHECK(db_ && emb_, "SearchEngine: a DB and a model are required");
+  check_same_model(db_->model(), emb_->info());
+}
+
+std::vector<SearchResult> SearchEngine::with_rows(const std::vector<Hit>& hits) const {
+  std::vector<SearchResult> out;
+  out.reserve(hits.size());
+  for (const Hit& h : hits) {
+    std::optional<ImageRow> r = db_->row(h.id);
+    if (!r) continue;  // removed by a concurrent writer since the index was loaded
+    out.push_back({h.id, h.score, std::move(*r)});
+  }
+  return out;
+}
+
+std::vector<SearchResult> SearchEngine::search_by_vector(const std::vector<float>& q, int k, float min_score,
+                                                         const std::unordered_set<int64_t>& exclude) const {
+  VL_CHECK(int64_t(q.size()) == db_->model().dim, "search: query vector has ", q.size(), " values, expected ",
+           db_->model().dim);
+  return with_rows(db_->search(q.data(), clamp_k(k), min_score, exclude));
+}
+
+std::vector<SearchResult> SearchEngine::search_by_text(const std::string& text, int k, float min_score) const {
+  VL_CHECK(!text.empty(), "search: the query text is empty");
+  return search_by_vector(emb_->embed_text(text), k, min_score);
+}
+
+std::vector<SearchResult> SearchEngine::search_by_image(const Image& img, int k, float min_score) const {
+  return search_by_vector(emb_->embed_image(img), k, min_score);
+}
+
+std::vector<SearchResult> SearchEngine::search_by_id(int64_t id, int k, float min_score) const {
+  std::vector<float> v = db_->vector(id);
+  VL_CHECK(!v.empty(), "no image with id ", id, " in the index");
+  return search_by_vector(v, k, min_score, {id});
+}
+
+std::vector<float> SearchEngine::preference_vector(const RecommendRequest& r) const {
+  VL_CHECK(!r.liked.empty() || !r.disliked.empty() || !r.text.empty(),
+           "recommend: give at least one liked or disliked item, or a text");
+  const int64_t D = db_->model().dim;
+  auto item_vectors = [&](const std::vector<int64_t>& ids, const char* what) {
+    std::vector<std::vector<float>> out;
+    std::vector<std::string> captions;
+    std::vector<size_t> with_caption;
+    for (int64_t id : ids) {
+      std::vector<float> v = db_->vector(id);
+      VL_CHECK(!v.empty(), "recommend: ", what, " item ", id, " is not in the index");
+      std::optional<ImageRow> row = db_->row(id);
+      if (r.caption_weight != 0 && row && !row->caption.empty() && emb_->has_tokenizer()) {
+        captions.push_back(row->caption);
+        with_caption.push_back(out.size());
+      }
+      out.push_back(std::move(v));
+    }
+    if (!captions.empty()) {  // e_i = n(v_i + λ t(caption_i))
+      std::vector<float> t = emb_->embed_texts(captions);
+      for (size_t j = 0; j < with_caption.size(); ++j) {
+        std::vector<float>& e = out[with_caption[j]];
+        for (int64_t c = 0; c < D; ++c) e[size_t(c)] += float(r.caption_weight) * t[j * size_t(D) + size_t(c)];
+        normalize_rows(e.data(), 1, D);
+      }
+    }
+    return out;
+  };
+  std::vector<float> u(size_t(D), 0.0f);
+  auto accumulate = [&](const std::vector<float>& x, double w) {
+    for (int64_t c = 0; c < D && !x.empty(); ++c) u[size_t(c)] += float(w * x[size_t(c)]);
+  };
+  accumulate(unit_mean(item_vectors(r.liked, "liked"), D), r.liked_weight);
+  accumulate(unit_mean(item_vectors(r.disliked, "disliked"), D), -r.disliked_weight);
+  if (!r.text.empty()) accumulate(emb_->embed_text(r.text), r.text_weight);
+  normalize_rows(u.data(), 1, D);
+  return u;
+}
+
+std::vector<SearchResult> SearchEngine::recommend(const RecommendRequest& r) const {
+  std::vector<float> u = preference_vector(r);
+  std::unordered_set<int64_t> exclude(r.liked.begin(), r.liked.end());
+  exclude.insert(r.disliked.begin(), r.disliked.end());
+  return search_by_vector(u, r.k, r.min_score, exclude);
+}
+
+std::vector<LabelScore> SearchEngine::zero_shot(const Image& img, const std::vector<std::string>& labels,
+                                                const std::string& templ) const {
+  VL_CHECK(!labels.empty(), "zero-shot: give at least one label");
+  VL_CHECK(labels.size() <= 1000, "zero-shot: at most 1000 labels, got ", labels.size());
+  const size_t at = templ.find("{}");
+  VL_CHECK(at != std::string::npos, "zero-shot: the template must contain {} where the label goes, got '", templ, "'");
+  std::vector<std::string> prompts;
+  for (const std::string& l : labels) prompts.push_back(templ.substr(0, at) + l + templ.substr(at + 2));
+  std::vector<float> img_v = emb_->embed_image(img);
+  std::vector<float> txt = emb_->embed_texts(prompts);
+  const int64_t D = emb_->dim();
+  const double scale = std::exp(emb_->logit_scale());
+  std::vector<LabelScore> out(labels.size());
+  double mx = -1e300;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    double s = 0;
+    for (int64_t c = 0; c < D; ++c) s += double(img_v[size_t(c)]) * txt[i * size_t(D) + size_t(c)];
+    out[i].label = labels[i];
+    out[i].score = s;
+    mx = std::max(mx, scale * s);
+  }
+  double z = 0;
+  for (LabelScore& l : out) z += (l.prob = std::exp(scale * l.score - mx));
+  for (LabelScore& l : out) l.prob /= z;
+  std::stable_sort(out.begin(), out.end(), [](const LabelScore& a, const LabelScore& b) { return a.prob > b.prob; });
+  return out;
+}
+
+}  // namespace vislang::search
