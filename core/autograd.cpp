@@ -74,8 +74,9 @@ void backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) {
     VL_CHECK(root.numel() == 1, "backward: grad must be given for a non-scalar output ", root.describe());
     grad = Tensor::ones(root.shape(), root.dtype(), root.device());
   }
-  VL_CHECK(grad.shape() == root.shape(), "backward: grad ", grad.describe(), " does not match output ",
-           root.describe());
+  VL_CHECK(grad.shape() == root.shape() && grad.dtype() == root.dtype() && grad.device() == root.device(),
+           "backward: grad ", grad.describe(), " does not match output ", root.describe(),
+           " (shape, dtype and device must agree)");
   NoGradGuard no_grad;
 
   // 1. Count, for every Meta reachable from the root, how many recorded edges point at it.
@@ -96,49 +97,68 @@ void backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) {
     }
   }
 
-  // 2. Kahn's algorithm from the root: a tensor's gradient is complete once every consumer ran.
+  // 2. Kahn's algorithm from the root: a tensor's gradient is complete once every consumer ran. A tensor
+  //    that no gradient reached (every consumer returned an undefined one) is still visited, so that the
+  //    counters of its inputs drop, but its closure does not run and nothing is stored: leaves reached
+  //    only through it keep an undefined .grad, as in PyTorch.
   std::unordered_map<Meta*, Tensor> pending;
   pending[root.autograd_meta().get()] = grad;
   std::vector<Meta*> ready{root.autograd_meta().get()};
   while (!ready.empty()) {
     Meta* m = ready.back();
     ready.pop_back();
-    Tensor g = std::move(pending[m]);
-    pending.erase(m);
-    if (!m->grad_fn || m->retains_grad) {
-      if (m->requires_grad) {
-        // Leaves own their .grad: store a private copy so optimizers may scale it in place.
-        if (m->grad.defined()) m->grad = ops::add(m->grad, g);
-        else m->grad = g.contiguous().clone();
-      }
+    Tensor g;
+    if (auto it = pending.find(m); it != pending.end()) {
+      g = std::move(it->second);
+      pending.erase(it);
+    }
+    if (g.defined() && (!m->grad_fn || m->retains_grad) && m->requires_grad) {
+      // Leaves own their .grad: store a private copy so optimizers may scale it in place.
+      if (m->grad.defined()) m->grad = ops::add(m->grad, g);
+      else m->grad = g.contiguous().clone();
     }
     if (!m->grad_fn) continue;
     Node& node = *m->grad_fn;
-    VL_CHECK(node.fn, "backward: the graph through '", node.name, "' was already freed by an earlier backward() "
-             "(pass retain_graph = true to backpropagate twice)");
-    std::vector<Tensor> grads = node.fn(g);
-    VL_CHECK(grads.size() == node.inputs.size(), "backward: '", node.name, "' returned ", grads.size(),
-             " gradients for ", node.inputs.size(), " inputs");
-    for (size_t i = 0; i < grads.size(); ++i) {
+    std::vector<Tensor> grads;
+    if (g.defined()) {
+      VL_CHECK(node.fn, "backward: the graph through '", node.name, "' was already freed by an earlier backward() "
+               "(pass retain_graph = true to backpropagate twice)");
+      grads = node.fn(g);
+      VL_CHECK(grads.size() == node.inputs.size(), "backward: '", node.name, "' returned ", grads.size(),
+               " gradients for ", node.inputs.size(), " inputs");
+    }
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
       Meta* in = node.inputs[i].get();
       if (!in) continue;
-      if (grads[i].defined()) {
+      if (g.defined() && grads[i].defined()) {
         VL_CHECK(grads[i].shape() == node.input_shapes[i], "backward: '", node.name, "' returned gradient ",
                  grads[i].describe(), " for input ", i, " of shape ", shape_str(node.input_shapes[i]));
         accumulate(pending[in], grads[i]);
       }
-      if (--deps[in] == 0) {
-        if (pending.count(in)) ready.push_back(in);
-        // A tensor whose every consumer passed no gradient: its history needs no walk, but its
-        // inputs' counters must still drop, so walk it with a zero gradient only if it has a node.
-        else if (in->grad_fn) {
-          pending[in] = Tensor::zeros(node.input_shapes[i], g.dtype(), g.device());
-          ready.push_back(in);
-        }
-      }
+      if (--deps[in] == 0) ready.push_back(in);
     }
-    if (!retain_graph) node.fn = nullptr;
+    if (!retain_graph && g.defined()) node.fn = nullptr;
   }
+}
+
+Node::~Node() {
+  // Inputs whose Meta dies with this node hand their own node to a list owned by the outermost ~Node
+  // on the stack, which releases them in a loop (each release may append more): constant stack depth.
+  // (A plain pointer, not a thread_local vector: nodes may die during static destruction.)
+  thread_local std::vector<std::shared_ptr<Node>>* orphans = nullptr;
+  std::vector<std::shared_ptr<Node>> mine;
+  std::vector<std::shared_ptr<Node>>& list = orphans ? *orphans : mine;
+  for (auto& in : inputs)
+    if (in && in.use_count() == 1 && in->grad_fn) list.push_back(std::move(in->grad_fn));
+  inputs.clear();
+  if (orphans) return;
+  orphans = &mine;
+  while (!mine.empty()) {
+    std::shared_ptr<Node> n = std::move(mine.back());
+    mine.pop_back();
+    n.reset();
+  }
+  orphans = nullptr;
 }
 
 }  // namespace autograd

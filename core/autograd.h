@@ -38,6 +38,9 @@ struct Node {
   std::vector<std::shared_ptr<Meta>> inputs;   // null where the input needs no gradient
   std::vector<Shape> input_shapes;             // to check what the closure returns
   BackwardFn fn;                               // released after backward (unless retain_graph)
+  // Releases the chain of nodes only this node keeps alive iteratively: a graph of 10^5+ ops would
+  // otherwise be freed by recursion, one set of stack frames per node, and overflow the stack.
+  ~Node();
 };
 
 struct Meta {
