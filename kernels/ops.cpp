@@ -91,8 +91,12 @@ Tensor scalar(BinaryKind k, const Tensor& a, double s, bool reverse) {
       case BinaryKind::DIV: return Grads{reverse ? neg(mul(g, div(out, a))) : div(g, s)};  // s/a: -out/a
       case BinaryKind::MAX: return Grads{step_times(sub(a, s), g)};
       case BinaryKind::MIN: return Grads{step_times(rsub(s, a), g)};
-      case BinaryKind::POW:  // a^s: s a^(s-1); s^a: out ln s
-        return Grads{reverse ? mul(g, mul(out, std::log(s))) : mul(g, mul(scalar(BinaryKind::POW, a, s - 1.0), s))};
+      case BinaryKind::POW: {  // a^s: s a^(s-1); s^a: out ln s
+        if (!reverse) return Grads{mul(g, mul(scalar(BinaryKind::POW, a, s - 1.0), s))};
+        // ln of the f32 s the forward used, as a tensor: a scalar op would round ln s itself to f32 (3e-8 in f64)
+        double ln_s = std::log(static_cast<double>(static_cast<float>(s)));
+        return Grads{mul(g, mul(out, Tensor::from_vector(std::vector<double>{ln_s}, {}, out.dtype()).to(out.device())))};
+      }
       default: VL_FAIL(binary_name(k), ": no backward");
     }
   });
@@ -599,7 +603,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                           [q = q.detach(), k = k.detach(), v = v.detach(), mask = mask.detach(), kpm, causal = o.causal,
                            scale = static_cast<double>(c.f[0]), mshape = o.attn_mask.shape(),
                            mdtype = o.attn_mask.dtype()](const Tensor& g) {
-    return attention_backward(q, k, v, mask, kpm, causal, scale, g, mshape, mdtype);
+    if (q.dtype() != DType::F16) return attention_backward(q, k, v, mask, kpm, causal, scale, g, mshape, mdtype);
+    // f16 cannot hold the ±1e30 sentinels attention_backward masks with (they overflow to ∓inf and a fully
+    // masked row turns every gradient into NaN): recompute in f32, as the forward kernels do, round once.
+    const DType f = DType::F32;
+    Grads r = attention_backward(q.to(f), k.to(f), v.to(f), mask.defined() ? mask.to(f) : mask, kpm, causal, scale,
+                                 g.to(f), mshape, mdtype);
+    for (size_t i = 0; i < 3; ++i) r[i] = r[i].to(DType::F16);
+    return r;
   });
 }
 
