@@ -29,6 +29,7 @@ ArgParser train_parser() {
       .flag("--lock-image", "fine-tune: freeze the image tower (LiT)", "training")
       .flag("--lock-text", "fine-tune: freeze the text tower", "training")
       .value("--resume", "CHECKPOINT", "toy: continue from OUT/checkpoint.safetensors", "training")
+      .value("--stop-after", "N", "toy: stop (and save a resumable checkpoint) after step N of --steps", "training")
       .value("--out", "DIR", "output folder (default runs/toy or runs/finetune)", "output")
       .value("--save-dtype", "T", "dtype of the saved model: f32 (default), f16, bf16", "output")
       .value("--eval-every", "N", "toy: quick zero-shot evaluation every N steps (default 100; 0 = off)", "output")
@@ -79,6 +80,7 @@ int train_main(const Parsed& a) {
     o.seed = static_cast<uint64_t>(a.get_int("--seed", 0, 0, (1LL << 62)));
     o.out = a.get("--out", o.out);
     o.resume = a.get("--resume", "");
+    o.stop_after = a.get_int("--stop-after", 0, 0, 10000000);
     o.save_dtype = a.get("--save-dtype", o.save_dtype);
     o.eval_every = a.get_int("--eval-every", o.eval_every, 0, 10000000);
     o.eval_images = a.get_int("--eval-images", o.eval_images, 10, 1000000);

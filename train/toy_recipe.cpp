@@ -172,6 +172,7 @@ ToyResult run_toy_recipe(const ToyRecipeOptions& o) {
     CheckpointState st = load_checkpoint(o.resume, m.params, &opt);
     start = st.step;
     VL_CHECK(start <= o.steps, "train: checkpoint '", o.resume, "' is at step ", start, ", beyond --steps ", o.steps);
+    std::cerr << "resuming from " << o.resume << " at step " << start << "\n";
   }
   std::cerr << "toy CLIP: " << m.num_params() << " parameters (vision " << cfg.vision.layers << "x"
             << cfg.vision.width << ", patch " << cfg.vision.patch_size << ", " << cfg.vision.image_size << "px; text "
@@ -189,9 +190,10 @@ ToyResult run_toy_recipe(const ToyRecipeOptions& o) {
     Tensor classes = class_embeddings(m.model, tok, label_prompts());
     return zero_shot_top1(embed_images(m.model, quick.pixels), classes, quick.labels);
   };
-  TrainProgress progress(o.steps, start, o.batch, o.progress);
+  const int64_t end = o.stop_after > 0 ? std::min(o.stop_after, o.steps) : o.steps;
+  TrainProgress progress(end, start, o.batch, o.progress);
   double loss_value = 0;
-  for (int64_t step = start; step < o.steps; ++step) {
+  for (int64_t step = start; step < end; ++step) {
     // Batch `step` is samples [step·B, (step+1)·B) of the TRAIN split: a resumed run sees the same data.
     std::vector<uint64_t> idx(static_cast<size_t>(o.batch));
     for (int64_t i = 0; i < o.batch; ++i) idx[i] = static_cast<uint64_t>(step * o.batch + i);
@@ -207,7 +209,7 @@ ToyResult run_toy_recipe(const ToyRecipeOptions& o) {
 
     double zs = NAN;
     std::string note;
-    if (o.eval_every > 0 && ((step + 1) % o.eval_every == 0 || step + 1 == o.steps)) {
+    if (o.eval_every > 0 && ((step + 1) % o.eval_every == 0 || step + 1 == end)) {
       zs = quick_eval();
       eval_x.push_back(static_cast<double>(step + 1));
       eval_acc.push_back(zs);
@@ -229,7 +231,7 @@ ToyResult run_toy_recipe(const ToyRecipeOptions& o) {
 
   // 4. outputs: checkpoint, model folder, curves
   save_checkpoint(o.out + "/checkpoint.safetensors", m.params, &opt,
-                  CheckpointState{o.steps, {}, {{"recipe", "toy"}, {"config", cfg.to_json().dump()}}});
+                  CheckpointState{end, {}, {{"recipe", "toy"}, {"config", cfg.to_json().dump()}}});
   save_model_folder(model_dir, m, out_dtype);
   std::vector<Series> loss_series{{"loss", xs, losses}};
   std::vector<Series> acc_series{{"in-batch accuracy", xs, accs}, {"zero-shot top-1 (256 test images)", eval_x, eval_acc}};

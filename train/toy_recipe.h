@@ -39,6 +39,7 @@ struct ToyRecipeOptions {
   int64_t heads = 4;
   double two_object_prob = 0.35;  // share of two-object scenes in training
   std::string resume;             // a checkpoint.safetensors to continue from
+  int64_t stop_after = 0;         // stop (saving everything) after this step; 0 = at `steps`
   std::string save_dtype = "f32"; // model/model.safetensors dtype: f32 | f16 | bf16
   bool progress = true;
 };
