@@ -230,6 +230,7 @@ int bench_main(const Parsed& a) {
     for (int c = 0; c < clients; ++c) {
       cl.push_back(std::make_unique<httplib::Client>("127.0.0.1", port));
       cl.back()->set_keep_alive(true);
+      cl.back()->set_tcp_nodelay(true);
     }
     std::atomic<int> bad{0};
     http = run_clients(clients, per_client, [&](int c, int i) {

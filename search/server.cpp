@@ -458,6 +458,8 @@ SearchServer::SearchServer(std::shared_ptr<SearchEngine> engine, ServerOptions o
   const int threads = std::max(1, opt.threads);
   impl_->svr.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
   impl_->svr.set_payload_max_length(opt.max_upload_bytes);
+  // Headers and body go out as separate writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+  impl_->svr.set_tcp_nodelay(true);
   impl_->svr.set_read_timeout(30, 0);
   impl_->svr.set_write_timeout(30, 0);
   impl_->routes();
