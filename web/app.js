@@ -64,11 +64,11 @@ function render(results, what, took) {
     const more = el("button", "more", "more like this");
     more.type = "button";
     more.addEventListener("click", () => moreLikeThis(r.id));
-    const like = el("button", "like", "👍");
+    const like = el("button", "like", "like");
     like.type = "button";
     like.title = "like (for recommendations)";
     like.addEventListener("click", () => prefer(r.id, true));
-    const dislike = el("button", "dislike", "👎");
+    const dislike = el("button", "dislike", "dislike");
     dislike.type = "button";
     dislike.title = "dislike (for recommendations)";
     dislike.addEventListener("click", () => prefer(r.id, false));
