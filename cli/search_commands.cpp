@@ -177,7 +177,7 @@ ArgParser index_parser(const std::string& sub) {
                       : "Adds the images under DIR that are new or changed since they were indexed (same path and\n"
                         "size and mtime: not read; same content hash: not re-embedded). Files that disappeared are\n"
                         "removed by 'vislang index prune'.");
-    add_search_model_options(p);
+    add_model_options(p, /*with_tokenizer=*/false);  // images only
     p.value("--images", "DIR", "the folder to index (recursively)", "inputs");
     p.value("--db", "PATH", "the index DB folder", "inputs");
     if (build) {

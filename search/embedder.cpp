@@ -99,7 +99,15 @@ std::vector<float> Embedder::embed_text(const std::string& text) const {
       return it->second->second;
     }
   }
-  std::vector<float> v = embed_texts({text});
+  std::vector<float> v = text_batches_.run(text, [&](const std::vector<const std::string*>& batch) {
+    std::vector<std::string> texts;
+    for (const std::string* t : batch) texts.push_back(*t);
+    const std::vector<float> all = embed_texts(texts);
+    std::vector<std::vector<float>> out;
+    for (size_t i = 0; i < batch.size(); ++i)
+      out.emplace_back(all.begin() + long(i * size_t(info_.dim)), all.begin() + long((i + 1) * size_t(info_.dim)));
+    return out;
+  });
   std::lock_guard<std::mutex> g(cache_mu_);
   if (cache_cap_ > 0 && !cache_.count(text)) {
     lru_.emplace_front(text, v);

@@ -10,8 +10,9 @@
 // would give meaningless scores without any error otherwise.
 //
 // Thread safety: every method may be called concurrently. Forward passes are serialized by a mutex
-// (each already uses every core through OpenMP); single-text embeddings are kept in a small LRU cache,
-// so a repeated query costs only the vector search.
+// (each already uses every core through OpenMP); single texts that miss the LRU cache while another
+// is being encoded are encoded together as one batch (search/coalescer.h), and a repeated query costs
+// only the vector search.
 #pragma once
 #include <cstdint>
 #include <list>
@@ -23,6 +24,7 @@
 
 #include "image/clip_preprocess.h"
 #include "models/clip/clip.h"
+#include "search/coalescer.h"
 #include "search/index_db.h"
 #include "tokenizer/clip_tokenizer.h"
 
@@ -47,7 +49,7 @@ class Embedder {
   std::vector<float> embed_image(const Image& img) const;
   // Texts → N unit vectors (N · dim). Texts longer than the context are truncated (queries are free text).
   std::vector<float> embed_texts(const std::vector<std::string>& texts) const;
-  // One text → (dim), through the LRU cache.
+  // One text → (dim), through the LRU cache; concurrent cache misses are encoded as one batch.
   std::vector<float> embed_text(const std::string& text) const;
   // Entries of the text cache (default 1024; 0 disables it).
   void set_text_cache_size(size_t n);
@@ -59,6 +61,7 @@ class Embedder {
   PreprocessConfig pc_;
   ModelInfo info_;
   mutable std::mutex forward_mu_;
+  mutable Coalescer<std::string, std::vector<float>> text_batches_;
   mutable std::mutex cache_mu_;
   size_t cache_cap_ = 1024;
   mutable std::list<std::pair<std::string, std::vector<float>>> lru_;  // most recent first

@@ -23,7 +23,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -34,6 +33,7 @@
 
 #include "core/error.h"
 #include "image/png_write.h"
+#include "search/coalescer.h"
 #include "search/content_hash.h"
 #include "search/file_util.h"
 
@@ -193,21 +193,17 @@ struct IndexDb::Impl {
   int nprobe = 0, ef_search = 64;
   mutable std::atomic<int64_t> last_refresh_ms{0};  // READ_ONLY: when the generation was last polled
 
-  // Concurrent searches are coalesced: the first caller becomes the leader and runs every query queued
-  // meanwhile as one Faiss call (nq > 1: one pass over the vectors serves them all — a flat scan is
-  // memory-bound, so 8 concurrent clients cost little more than one); the others wait for their rows.
-  struct Pending {
+  // Concurrent searches are coalesced (search/coalescer.h): one Faiss call runs every query queued
+  // while the previous one ran — for a flat index one pass over the vectors serves them all.
+  struct Query {
     const float* q;
     int64_t want;
+  };
+  struct Answer {
     std::vector<float> D;
     std::vector<faiss::Index::idx_t> I;
-    std::string error;
-    bool done = false;
   };
-  mutable std::mutex batch_mu;
-  mutable std::condition_variable batch_cv;
-  mutable std::vector<Pending*> queue;
-  mutable bool leader_active = false;
+  mutable Coalescer<Query, Answer> searches;
 
   ~Impl() {
     if (db) sqlite3_close(db);
@@ -612,49 +608,32 @@ std::vector<Hit> IndexDb::search(const float* q, int k, float min_score,
   const faiss::IndexIDMap2* idx = impl_->index.get();
   if (!idx || idx->ntotal == 0) return out;
   const int64_t want = std::min<int64_t>(idx->ntotal, int64_t(k) + int64_t(exclude.size()));
-  Impl::Pending me{q, want, {}, {}, {}, false};
-  {
-    std::unique_lock<std::mutex> lk(impl_->batch_mu);
-    impl_->queue.push_back(&me);
-    while (!me.done) {
-      if (impl_->leader_active) {
-        impl_->batch_cv.wait(lk);
-        continue;
-      }
-      impl_->leader_active = true;
-      std::vector<Impl::Pending*> batch;
-      batch.swap(impl_->queue);
-      lk.unlock();
-      const int64_t n = int64_t(batch.size()), d = model_.dim;
-      int64_t kmax = 0;
-      std::vector<float> X(static_cast<size_t>(n * d));
-      for (int64_t b = 0; b < n; ++b) {
-        kmax = std::max(kmax, batch[size_t(b)]->want);
-        std::memcpy(&X[size_t(b * d)], batch[size_t(b)]->q, size_t(d) * sizeof(float));
-      }
-      std::vector<float> D(static_cast<size_t>(n * kmax));
-      std::vector<faiss::Index::idx_t> I(static_cast<size_t>(n * kmax));
-      std::string error;
-      try {
-        idx->search(n, X.data(), kmax, D.data(), I.data());
-      } catch (const std::exception& e) {
-        error = e.what();
-      }
-      lk.lock();
-      for (int64_t b = 0; b < n; ++b) {
-        Impl::Pending* p = batch[size_t(b)];
-        p->error = error;
-        p->D.assign(D.begin() + b * kmax, D.begin() + b * kmax + p->want);
-        p->I.assign(I.begin() + b * kmax, I.begin() + b * kmax + p->want);
-        p->done = true;
-      }
-      impl_->leader_active = false;
-      impl_->batch_cv.notify_all();
+  const int64_t d = model_.dim;
+  const Impl::Answer ans = impl_->searches.run(Impl::Query{q, want}, [&](const std::vector<const Impl::Query*>& batch) {
+    const int64_t n = int64_t(batch.size());
+    int64_t kmax = 0;
+    std::vector<float> X(static_cast<size_t>(n * d));
+    for (int64_t b = 0; b < n; ++b) {
+      kmax = std::max(kmax, batch[size_t(b)]->want);
+      std::memcpy(&X[size_t(b * d)], batch[size_t(b)]->q, size_t(d) * sizeof(float));
     }
-  }
-  VL_CHECK(me.error.empty(), "index DB ", dir_, ": search failed: ", me.error);
-  const std::vector<float>& D = me.D;
-  const std::vector<faiss::Index::idx_t>& I = me.I;
+    std::vector<float> D(static_cast<size_t>(n * kmax));
+    std::vector<faiss::Index::idx_t> I(static_cast<size_t>(n * kmax));
+    try {
+      idx->search(n, X.data(), kmax, D.data(), I.data());
+    } catch (const faiss::FaissException& e) {
+      VL_FAIL("index DB ", dir_, ": search failed: ", e.what());
+    }
+    std::vector<Impl::Answer> out(batch.size());
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t w = batch[size_t(b)]->want;
+      out[size_t(b)].D.assign(D.begin() + b * kmax, D.begin() + b * kmax + w);
+      out[size_t(b)].I.assign(I.begin() + b * kmax, I.begin() + b * kmax + w);
+    }
+    return out;
+  });
+  const std::vector<float>& D = ans.D;
+  const std::vector<faiss::Index::idx_t>& I = ans.I;
   for (int64_t i = 0; i < want; ++i) {
     if (I[size_t(i)] < 0 || exclude.count(I[size_t(i)])) continue;
     if (D[size_t(i)] < min_score) continue;

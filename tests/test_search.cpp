@@ -37,6 +37,7 @@
 
 #include "datasets/toy_world.h"
 #include "image/png_write.h"
+#include "search/coalescer.h"
 #include "search/content_hash.h"
 #include "search/engine.h"
 #include "search/indexer.h"
@@ -234,6 +235,35 @@ TEST_CASE("xxh64 matches the reference implementation") {
   for (int r = 0; r < 4; ++r) t += "0123456789abcdef";
   t += "0123456";
   CHECK(hash_hex(xxh64(t.data(), t.size())) == "7beb22c5056f27ad");
+}
+
+TEST_CASE("coalescer: concurrent requests are batched and each caller gets its own result") {
+  Coalescer<int, int> co;
+  std::atomic<int> calls{0}, largest{0};
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        const int x = t * 1000 + i;
+        const int y = co.run(x, [&](const std::vector<const int*>& batch) {
+          calls++;
+          largest = std::max(largest.load(), int(batch.size()));
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          std::vector<int> out;
+          for (const int* v : batch) out.push_back(*v * 2 + 1);
+          return out;
+        });
+        wrong += y != x * 2 + 1;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(wrong.load() == 0);
+  CHECK(calls.load() < 400);  // some requests shared a batch
+  CHECK(largest.load() > 1);
+  // An exception reaches the caller (and the coalescer keeps working).
+  CHECK_THROWS_AS(co.run(1, [](const std::vector<const int*>&) -> std::vector<int> { throw Error("boom"); }), Error);
+  CHECK(co.run(3, [](const std::vector<const int*>& b) { return std::vector<int>(b.size(), 7); }) == 7);
 }
 
 TEST_CASE("index: build, metadata, failures, queries, incremental add, prune") {
