@@ -14,6 +14,7 @@ int run_bench_blip2(int argc, char** argv);  // argv[0] is "blip2" (cli/bench_bl
 
 // Training (cli/train_command.cpp).
 int run_train(int argc, char** argv);
+int run_toy_eval(int argc, char** argv);
 
 // Image search engine (cli/search_commands.cpp, cli/serve.cpp, cli/bench_search.cpp).
 int run_index(int argc, char** argv);         // argv[0] is "index"; build | add | prune | info

@@ -25,7 +25,8 @@ static void usage(std::ostream& os) {
         "  serve            the search web page and its JSON API\n"
         "  demo             generated images -> index -> web page (or sample queries with --no-serve)\n"
         "  bench search     index build images/s and text-query latency p50/p99\n"
-        "  train            train a CLIP on the toy world (--recipe toy) or fine-tune one (--init)\n\n"
+        "  train            train a CLIP on the toy world (--recipe toy) or fine-tune one (--init)\n"
+        "  toy-eval         zero-shot and retrieval metrics of a toy-world CLIP (default: the embedded model)\n\n"
         "Run 'vislang <command> --help' for the options of a command.\n";
 }
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
     if (cmd == "serve") return run_serve(argc - 1, argv + 1);
     if (cmd == "demo") return run_demo(argc - 1, argv + 1);
     if (cmd == "train") return run_train(argc - 1, argv + 1);
+    if (cmd == "toy-eval") return run_toy_eval(argc - 1, argv + 1);
     if (cmd == "bench") {
       if (argc >= 3 && std::string(argv[2]) == "ops") return run_bench_ops(argc - 2, argv + 2);
       if (argc >= 3 && std::string(argv[2]) == "clip") return run_bench_clip(argc - 2, argv + 2);

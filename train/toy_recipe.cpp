@@ -133,6 +133,31 @@ static DType save_dtype(const std::string& s) {
   VL_FAIL("train: --save-dtype must be f32, f16 or bf16, got '", s, "'");
 }
 
+void print_toy_examples(const std::string& model_dir, uint64_t seed, std::ostream& os) {
+  autograd::NoGradGuard no_grad;
+  clip::ClipModel m = clip::ClipModel::load(model_dir);
+  ClipTokenizer tok = ClipTokenizer::from_hf(model_dir + "/vocab.json", model_dir + "/merges.txt");
+  toy::ToyWorldConfig wc;
+  wc.seed = seed;
+  wc.image_size = static_cast<int>(m.config().vision.image_size);
+  Tensor classes = class_embeddings(m, tok, label_prompts());
+  EvalSet ex = eval_set(wc, toy::Split::TEST, 200, true);
+  Tensor img = embed_images(m, ex.pixels);
+  std::vector<int64_t> top = ops::topk(ops::matmul(img, classes, false, true), 3, 1).indices.to_vector<int64_t>();
+  os << "zero-shot on generated test images (caption -> top-3 labels):\n";
+  for (int i = 0; i < 5; ++i)
+    os << "  \"" << ex.captions[i] << "\" -> " << toy::label_name(static_cast<int>(top[i * 3])) << ", "
+       << toy::label_name(static_cast<int>(top[i * 3 + 1])) << ", " << toy::label_name(static_cast<int>(top[i * 3 + 2]))
+       << "\n";
+  os << "text -> image retrieval over those 200 images (query -> captions of the top-3 images):\n";
+  std::vector<std::string> queries{"a photo of a red circle.", "a large blue star", "a green triangle"};
+  Tensor q = embed_texts(m, tok, queries);
+  std::vector<int64_t> best = ops::topk(ops::matmul(q, img, false, true), 3, 1).indices.to_vector<int64_t>();
+  for (size_t i = 0; i < queries.size(); ++i)
+    os << "  \"" << queries[i] << "\" -> \"" << ex.captions[best[i * 3]] << "\", \"" << ex.captions[best[i * 3 + 1]]
+       << "\", \"" << ex.captions[best[i * 3 + 2]] << "\"\n";
+}
+
 // ---- the recipe -----------------------------------------------------------------------------------
 ToyResult run_toy_recipe(const ToyRecipeOptions& o) {
   VL_CHECK(o.steps > 0 && o.batch >= 2, "train: --steps must be > 0 and --batch >= 2 (the contrastive loss needs "

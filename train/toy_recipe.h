@@ -14,6 +14,7 @@
 //   eval.json           the final evaluation
 #pragma once
 #include <cstdint>
+#include <ostream>
 #include <string>
 
 #include "models/clip/config.h"
@@ -61,5 +62,8 @@ ToyResult run_toy_recipe(const ToyRecipeOptions& o);
 // Evaluates a saved model (a folder with its tokenizer) on the toy world exactly as the recipe's
 // final evaluation does: the README demo and the tests use it.
 ToyResult evaluate_toy_model(const std::string& model_dir, int64_t images = 1000, uint64_t seed = 0);
+// Prints a few held-out test images' captions with the model's top-3 zero-shot labels, and the
+// top-3 images (by caption) for a few text queries.
+void print_toy_examples(const std::string& model_dir, uint64_t seed, std::ostream& os);
 
 }  // namespace vislang::train
