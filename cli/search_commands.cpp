@@ -185,6 +185,7 @@ ArgParser index_parser(const std::string& sub) {
       p.flag("--overwrite", "replace an existing DB at PATH", "index");
     }
     p.flag("--rehash", "hash every file, even those whose size and mtime did not change", "index");
+    p.flag("--no-overlap", "decode each batch only after the previous one is embedded (default: overlapped)", "run");
     p.value("--batch", "N", "images per forward pass and per commit (default 32)", "run");
     p.flag("--progress", "show the progress bar even when stderr is not a terminal", "output");
     p.flag("--no-progress", "never show the progress bar", "output");
@@ -210,15 +211,15 @@ ArgParser index_parser(const std::string& sub) {
 
 void print_stats(const search::IndexStats& s, const search::IndexDb& db) {
   const int64_t processed = s.added + s.updated;
-  const double busy = s.read_decode_s + s.embed_s + s.commit_s;
   std::printf("indexed %s: %lld new, %lld updated, %lld unchanged, %lld failed; %lld other files and %lld links skipped\n",
               db.dir().c_str(), (long long)s.added, (long long)s.updated, (long long)s.unchanged, (long long)s.failed,
               (long long)s.other_files, (long long)s.rejected);
   std::printf("%lld images in the DB (model %s, %lld-d, %s index); %.2f s", (long long)db.size(), db.model().name.c_str(),
               (long long)db.model().dim, search::index_kind_name(db.kind()), s.seconds);
-  if (processed > 0 && busy > 0)
-    std::printf(", %.1f images/s (read+decode+preprocess %.0f%%, embed %.0f%%, DB %.0f%%)", processed / s.seconds,
-                100 * s.read_decode_s / busy, 100 * s.embed_s / busy, 100 * s.commit_s / busy);
+  if (processed > 0 && s.seconds > 0)
+    std::printf(", %.1f images/s (of the time: waiting for read+decode+preprocess %.0f%%, embed %.0f%%, DB %.0f%%)",
+                processed / s.seconds, 100 * s.decode_wait_s / s.seconds, 100 * s.embed_s / s.seconds,
+                100 * s.commit_s / s.seconds);
   std::printf("\n");
 }
 
@@ -262,6 +263,7 @@ int index_build_or_add(const Parsed& a, bool build) {
   opt.batch = batch;
   opt.threads = omp_get_max_threads();
   opt.rehash = a.has("--rehash");
+  opt.overlap = !a.has("--no-overlap");
   opt.log = a.has("--quiet") ? nullptr : &std::cerr;
   opt.on_progress = [&](int64_t done, int64_t total) {
     if (!show) return;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <sstream>
@@ -245,11 +246,11 @@ IndexStats index_folder(IndexDb& db, const Embedder& emb, const std::string& dir
   const int64_t total = int64_t(todo.size());
   const int B = std::max(1, opt.batch);
   if (opt.on_progress) opt.on_progress(0, total);
-  for (int64_t b0 = 0; b0 < total; b0 += B) {
-    const int64_t b1 = std::min<int64_t>(total, b0 + B);
-    // 1. read + hash + decode + preprocess, in parallel over the batch.
-    auto t0 = Clock::now();
-    const int nt = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+  // 1. read + hash + decode + preprocess of items [b0, b1), in parallel over the batch. With
+  // opt.overlap it runs on a helper thread for batch i+1 while batch i is embedded and committed.
+  const int nt = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+  auto prepare = [&](int64_t b0, int64_t b1) {
+    const auto t0 = Clock::now();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t i = b0; i < b1; ++i) {
       Item& it = todo[size_t(i)];
@@ -272,7 +273,20 @@ IndexStats index_folder(IndexDb& db, const Embedder& emb, const std::string& dir
         it.error = e.what();
       }
     }
-    st.read_decode_s += since(t0);
+    return since(t0);
+  };
+  auto launch = [&](int64_t b0) {
+    return std::async(opt.overlap ? std::launch::async : std::launch::deferred, prepare, b0,
+                      std::min<int64_t>(total, b0 + B));
+  };
+  std::future<double> next;
+  if (total > 0) next = launch(0);
+  for (int64_t b0 = 0; b0 < total; b0 += B) {
+    const int64_t b1 = std::min<int64_t>(total, b0 + B);
+    auto t0 = Clock::now();
+    st.read_decode_s += next.get();
+    st.decode_wait_s += since(t0);
+    if (b1 < total) next = launch(b1);
 
     // 2. embed the decoded ones.
     t0 = Clock::now();

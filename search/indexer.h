@@ -2,7 +2,8 @@
 // embed in batches, commit each batch.
 //
 // Where it sits: DIR → walk_images → per batch: read bytes + XXH64 + decode + preprocess (OpenMP over the
-// batch) → Embedder::embed_pixels → IndexDb::commit (one SQLite transaction) → … → IndexDb::save_index.
+// batch; the next batch's on a helper thread while this one is embedded) → Embedder::embed_pixels →
+// IndexDb::commit (one SQLite transaction) → … → IndexDb::save_index.
 //
 // Incremental by construction (`vislang index build` is `add` into a new DB):
 //   * a path already indexed with the same size and mtime is unchanged and not read at all (--rehash:
@@ -47,6 +48,7 @@ struct IndexOptions {
   int batch = 32;
   int threads = 0;      // decode threads (0: OpenMP's default)
   bool rehash = false;  // hash files even when size and mtime are unchanged
+  bool overlap = true;  // decode batch i+1 on a helper thread while batch i is embedded
   // Called after each committed batch: (files processed, files to process).
   std::function<void(int64_t, int64_t)> on_progress;
   std::ostream* log = nullptr;  // one line per skipped file ("skipped PATH: reason"); null: silent
@@ -60,7 +62,10 @@ struct IndexStats {
   int64_t failed = 0;     // could not be decoded (see IndexDb::failures)
   int64_t other_files = 0, rejected = 0;
   int64_t removed = 0;    // prune
-  double seconds = 0, read_decode_s = 0, embed_s = 0, commit_s = 0;  // wall time per phase
+  double seconds = 0;        // wall time of the whole call
+  double read_decode_s = 0;  // time spent reading + hashing + decoding + preprocessing (per batch, summed)
+  double decode_wait_s = 0;  // of which embedding had to wait for (all of it without overlap)
+  double embed_s = 0, commit_s = 0;
 };
 
 // Adds/updates every image under `dir` (see the file header). The DB must be open READ_WRITE with the
