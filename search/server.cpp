@@ -2,6 +2,8 @@
 // search/server.h for the security rules and docs/server.md for the API.
 #include "search/server.h"
 
+#include <sys/socket.h>
+
 #include <httplib.h>
 
 #include <algorithm>
@@ -182,6 +184,7 @@ struct SearchServer::Impl {
   ServerOptions opt;
   httplib::Server svr;
   int port = -1;
+  std::atomic<int> listen_fd{-1};  // the listening socket, seen by the socket-options hook
   std::thread thread;
   std::mutex thumb_mu;
   std::unordered_map<int64_t, std::string> thumbs;
@@ -460,6 +463,15 @@ SearchServer::SearchServer(std::shared_ptr<SearchEngine> engine, ServerOptions o
   impl_->svr.set_payload_max_length(opt.max_upload_bytes);
   // Headers and body go out as separate writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
   impl_->svr.set_tcp_nodelay(true);
+  // Keep connections open for many requests (httplib closes them after 5 by default), and remember the
+  // listening socket so bind() can raise its backlog above the 5 compiled into Debian's libcpp-httplib:
+  // with more clients connecting at once the kernel drops SYNs and a client waits 1 s to retry.
+  impl_->svr.set_keep_alive_max_count(100000);
+  Impl* impl = impl_.get();
+  impl_->svr.set_socket_options([impl](socket_t sock) {
+    httplib::default_socket_options(sock);
+    impl->listen_fd = int(sock);
+  });
   impl_->svr.set_read_timeout(30, 0);
   impl_->svr.set_write_timeout(30, 0);
   impl_->routes();
@@ -481,6 +493,7 @@ int SearchServer::bind() {
              " (in use, or the address is not local? try --port 0 for any free port)");
     impl_->port = o.port;
   }
+  if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, 512);  // Linux: a second listen() resizes the backlog
   return impl_->port;
 }
 
