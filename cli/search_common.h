@@ -20,7 +20,7 @@ namespace vislang::cli {
 // The model used when --model is not given (index build, demo, bench search). One constant: the
 // embedded toy model once it is trained. Relative paths are looked up in the current folder, then in
 // the source tree of this binary (<repo>/build/bin/vislang → <repo>/weights/...).
-inline constexpr const char* kDefaultModel = "weights/toy_clip.safetensors";
+inline constexpr const char* kDefaultModel = "weights/toy_clip";  // HF folder with its own tokenizer
 
 // kDefaultModel as an existing path, or "" when it is not there (yet).
 std::string find_default_model();

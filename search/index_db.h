@@ -48,7 +48,7 @@ IndexKind parse_index_kind(const std::string&);  // Error naming the accepted va
 // embedding of a fixed synthetic image (search/embedder.h), so that a different checkpoint of the
 // same shape is recognised too.
 struct ModelInfo {
-  std::string name;         // "toy_clip.safetensors", the folder or file name
+  std::string name;         // "toy_clip", the folder or file name
   std::string path;         // as an absolute path when the index was built
   int64_t dim = 0;          // embedding dimension
   std::string config_json;  // ClipConfig::to_json()

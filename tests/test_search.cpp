@@ -678,7 +678,7 @@ TEST_CASE("recommend: the preference vector follows the formula; liking red item
 }
 
 TEST_CASE("recommend: on the toy world with the default (trained) model, liking red items surfaces red items") {
-  const std::string model = std::string(VISLANG_SOURCE_DIR) + "/weights/toy_clip.safetensors";
+  const std::string model = std::string(VISLANG_SOURCE_DIR) + "/weights/toy_clip";
   if (!fs::exists(model)) {
     MESSAGE("skipped: " << model << " does not exist yet (the neutral-background case above covers the pipeline)");
     return;
@@ -686,8 +686,8 @@ TEST_CASE("recommend: on the toy world with the default (trained) model, liking 
   Scratch s;
   const toy::ToyWorld world;
   Folder f{s / "toy", write_toy_folder(world, s / "toy", 240, toy::Split::TEST)};
-  std::unique_ptr<ClipTokenizer> tok;
-  if (have_tokenizer()) tok = std::make_unique<ClipTokenizer>(ClipTokenizer::from_bpe_gz(bpe_path()));
+  // The toy model carries its own tokenizer (vocab.json + merges.txt in its folder).
+  auto tok = std::make_unique<ClipTokenizer>(ClipTokenizer::from_hf(model + "/vocab.json", model + "/merges.txt"));
   auto emb = std::make_shared<Embedder>(clip::ClipModel::load(model), std::move(tok), model);
   IndexDb::create(s / "db", emb->info(), IndexKind::FLAT);
   std::shared_ptr<IndexDb> db = IndexDb::open(s / "db", IndexDb::Mode::READ_WRITE);

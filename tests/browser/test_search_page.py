@@ -5,7 +5,7 @@ Headless Chromium driven by Selenium loads the page of `vislang demo` (a toy-wor
 with --model, served on a free port) and checks what a user sees:
   1. the header reports the DB (images, model);
   2. typing a text query shows result cards in the order the API ranks them (/api/search) — with the
-     trained toy model (weights/toy_clip.safetensors) also that the top results match the query's label;
+     trained toy model (weights/toy_clip) also that the top results match the query's label;
   3. uploading an indexed image ranks that very image first, with cosine ~1;
   4. zero-shot labelling of the upload shows one bar per label;
   5. "more like this" on a card shows other images;
