@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "train/finetune.h"
 #include "train/toy_recipe.h"
+#include "train/vqa_recipe.h"
 
 namespace vislang::cli {
 namespace {
@@ -42,7 +43,8 @@ ArgParser train_parser() {
       .value("--heads", "H", "toy: attention heads (default 4)", "toy model")
       .value("--threads", "N", "OpenMP threads (default: all cores)", "runtime")
       .value("--bpe", "PATH", "fine-tune: tokenizer when the model folder has none (see vislang embed --help)", "runtime")
-      .flag("--no-progress", "no progress line", "output");
+      .flag("--no-progress", "no progress line", "output")
+      .value("--fusion", "F", "toy-vqa: early | late | late-product | hybrid (docs/fusion.md)", "toy model");
   p.epilog(
       "examples:\n"
       "  vislang train --recipe toy --out runs/toy                  # ~5 minutes on 2 cores\n"
@@ -67,6 +69,22 @@ int train_main(const Parsed& a) {
   (void)rt;
   bool toy = a.has("--recipe"), ft = a.has("--init");
   if (toy == ft) throw UsageError("give either --recipe toy or --init MODEL --data CSV|FOLDER");
+  if (toy && a.get("--recipe") == "toy-vqa") {  // VQA fusion strategies (train/vqa_recipe.h, docs/fusion.md)
+    train::VqaRecipeOptions o;
+    o.fusion = a.get("--fusion", o.fusion);
+    o.steps = a.get_int("--steps", o.steps, 1, 10000000);
+    o.batch = a.get_int("--batch", o.batch, 1, 65536);
+    o.lr = get_double(a, "--lr", o.lr);
+    o.warmup = a.get_int("--warmup", o.warmup, 0, 10000000);
+    o.seed = static_cast<uint64_t>(a.get_int("--seed", 0, 0, (1LL << 62)));
+    o.out = a.get("--out", o.out);
+    o.progress = !a.has("--no-progress");
+    train::VqaData data = train::make_vqa_data(o);
+    train::VqaResult r = train::run_vqa_recipe(o, &data);
+    std::cout << train::vqa_table({r}, data, false) << "outputs: " << o.out << "/metrics.csv, loss.png, accuracy.png, "
+              << "model.safetensors, eval.json\n";
+    return 0;
+  }
   if (toy) {
     if (a.get("--recipe") != "toy") throw UsageError("unknown recipe '" + a.get("--recipe") + "' (known: toy)");
     if (a.has("--data") || a.has("--lock-image") || a.has("--lock-text"))
