@@ -29,16 +29,16 @@ namespace vislang::train {
 
 struct VqaRecipeOptions {
   std::string fusion = "early";    // early | late | late-product | hybrid
-  int64_t steps = 700;
+  int64_t steps = 2500;
   int64_t batch = 64;
   uint64_t seed = 0;
   std::string out = "runs/vqa";
-  double lr = 1e-3, min_lr = 1e-5;
-  int64_t warmup = 40;
+  double lr = 3e-3, min_lr = 1e-5;
+  int64_t warmup = 100;
   double weight_decay = 0.05;
   double grad_clip = 1.0;
   int64_t image_size = 32, patch_size = 8;
-  int64_t width = 64, heads = 4;   // the depth per strategy comes from fusion::preset
+  int64_t width = 32, heads = 4;   // the depth per strategy comes from fusion::preset
   int64_t train_images = 4000;     // the training pool: these TRAIN images with all their questions
   int64_t eval_images = 400;       // per evaluation split (every question of each image)
   double two_object_prob = 0.5;
