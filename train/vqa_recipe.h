@@ -29,7 +29,7 @@ namespace vislang::train {
 
 struct VqaRecipeOptions {
   std::string fusion = "early";    // early | late | late-product | hybrid
-  int64_t steps = 2500;
+  int64_t steps = 4000;
   int64_t batch = 64;
   uint64_t seed = 0;
   std::string out = "runs/vqa";
