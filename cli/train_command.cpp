@@ -31,6 +31,7 @@ ArgParser train_parser() {
       .flag("--lock-image", "fine-tune: freeze the image tower (LiT)", "training")
       .flag("--lock-text", "fine-tune: freeze the text tower", "training")
       .value("--resume", "CHECKPOINT", "toy: continue from OUT/checkpoint.safetensors", "training")
+      .flag("--no-hard-negatives", "toy: plain batches (no same-scene, other-shape counterfactuals)", "training")
       .value("--stop-after", "N", "toy: stop (and save a resumable checkpoint) after step N of --steps", "training")
       .value("--out", "DIR", "output folder (default runs/toy or runs/finetune)", "output")
       .value("--save-dtype", "T", "dtype of the saved model: f32 (default), f16, bf16", "output")
@@ -39,7 +40,7 @@ ArgParser train_parser() {
       .value("--image-size", "S", "toy: image size (default 64)", "toy model")
       .value("--patch-size", "P", "toy: ViT patch size (default 8)", "toy model")
       .value("--width", "W", "toy: width of both towers (default 128)", "toy model")
-      .value("--layers", "L", "toy: layers of both towers (default 4)", "toy model")
+      .value("--layers", "L", "toy: layers of both towers (default 3)", "toy model")
       .value("--heads", "H", "toy: attention heads (default 4)", "toy model")
       .value("--threads", "N", "OpenMP threads (default: all cores)", "runtime")
       .value("--bpe", "PATH", "fine-tune: tokenizer when the model folder has none (see vislang embed --help)", "runtime")
@@ -100,6 +101,7 @@ int train_main(const Parsed& a) {
     o.out = a.get("--out", o.out);
     o.resume = a.get("--resume", "");
     o.stop_after = a.get_int("--stop-after", 0, 0, 10000000);
+    o.hard_negatives = !a.has("--no-hard-negatives");
     o.save_dtype = a.get("--save-dtype", o.save_dtype);
     o.eval_every = a.get_int("--eval-every", o.eval_every, 0, 10000000);
     o.eval_images = a.get_int("--eval-images", o.eval_images, 10, 1000000);

@@ -520,7 +520,15 @@ bool ToyWorld::is_held_out(int color, int shape) const { return held_out_[label_
 std::vector<int> ToyWorld::seen_labels() const { return seen_; }
 std::vector<int> ToyWorld::held_out_labels() const { return unseen_; }
 
-ToySample ToyWorld::sample(uint64_t index, Split split) const {
+ToySample ToyWorld::sample(uint64_t index, Split split) const { return make(index, split, -1); }
+
+ToySample ToyWorld::sample_with_shape(uint64_t index, Split split, int shape) const {
+  VL_CHECK(shape >= 0 && shape < kNumShapes, "ToyWorld::sample_with_shape: shape ", shape, " out of range [0, ",
+           kNumShapes, ")");
+  return make(index, split, shape);
+}
+
+ToySample ToyWorld::make(uint64_t index, Split split, int main_shape) const {
   VL_CHECK(split != Split::HELDOUT_COMBOS || !unseen_.empty(),
            "ToyWorld::sample: split heldout_combos is empty because config.held_out_combos is empty");
   const int S = cfg_.image_size, k = cfg_.supersample;
@@ -553,7 +561,13 @@ ToySample ToyWorld::sample(uint64_t index, Split split) const {
     return o;
   };
   const std::vector<int>& main_pool = split == Split::HELDOUT_COMBOS ? unseen_ : seen_;
-  std::vector<Placed> objs{place(main_pool[rng.below(static_cast<int>(main_pool.size()))])};
+  int main_label = main_pool[rng.below(static_cast<int>(main_pool.size()))];
+  if (main_shape >= 0) {  // the counterfactual: same draws, another shape
+    main_label = (main_label / kNumShapes) * kNumShapes + main_shape;
+    VL_CHECK(split == Split::HELDOUT_COMBOS || !held_out_[main_label], "ToyWorld::sample_with_shape: ",
+             label_name(main_label), " is a held-out combination; it cannot appear in split ", split_name(split));
+  }
+  std::vector<Placed> objs{place(main_label)};
   if (two) {
     // The second object: a different seen combination in a different cell, at least a pixel away.
     // 64 attempts; in the (rare) case that none fits, the sample keeps one object.

@@ -140,6 +140,11 @@ class ToyWorld {
 
   // Sample `index` of `split`: a pure function of (config, split, index). Thread-safe.
   ToySample sample(uint64_t index, Split split = Split::TRAIN) const;
+  // The same scene as sample(index, split) — same background, colours, sizes, positions, caption
+  // template — with the main object's shape replaced by `shape`: a counterfactual that differs from
+  // the original in shape only (contrastive training uses such pairs as hard negatives). Throws
+  // when (main colour, shape) is a held-out combination and split is not HELDOUT_COMBOS.
+  ToySample sample_with_shape(uint64_t index, Split split, int shape) const;
 
   bool is_held_out(int color, int shape) const;
   std::vector<int> seen_labels() const;      // labels allowed in TRAIN, ascending
@@ -158,6 +163,7 @@ class ToyWorld {
                                                                 uint64_t first_index = 0) const;
 
  private:
+  ToySample make(uint64_t index, Split split, int main_shape) const;  // main_shape < 0: as drawn
   ToyWorldConfig cfg_;
   std::vector<bool> held_out_;       // (kNumLabels): label is held out
   std::vector<int> seen_, unseen_;   // labels

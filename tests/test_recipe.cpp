@@ -74,6 +74,40 @@ TEST_SUITE("train") {
     CHECK(tok.eot_id() == static_cast<int32_t>(v.tokens.size() - 1));
   }
 
+  TEST_CASE("toy world counterfactuals: sample_with_shape changes the main object's shape only") {
+    toy::ToyWorld w;
+    int checked = 0;
+    for (uint64_t i = 0; i < 40; ++i) {
+      toy::ToySample a = w.sample(i, toy::Split::TRAIN);
+      const toy::ToyObject& m = a.objects[0];
+      for (int sh = 0; sh < toy::kNumShapes; ++sh) {
+        if (sh == m.shape) continue;
+        if (w.is_held_out(m.color, sh)) {
+          CHECK(test::contains(test::error_of([&] { w.sample_with_shape(i, toy::Split::TRAIN, sh); }), "held-out"));
+          continue;
+        }
+        toy::ToySample b = w.sample_with_shape(i, toy::Split::TRAIN, sh);
+        const toy::ToyObject& n = b.objects[0];
+        CHECK(n.shape == sh);
+        CHECK(n.color == m.color);
+        CHECK(n.size == m.size);
+        CHECK(n.cell == m.cell);
+        CHECK(n.cx == m.cx);
+        CHECK(n.cy == m.cy);
+        CHECK(b.background == a.background);
+        CHECK(b.rgb != a.rgb);
+        if (a.objects.size() == 1) {  // the caption differs exactly in the shape word
+          std::string c = a.caption, from = toy::shape_names()[m.shape], to = toy::shape_names()[sh];
+          c.replace(c.find(from), from.size(), to);
+          CHECK(c == b.caption);
+        }
+        ++checked;
+      }
+    }
+    CHECK(checked > 200);
+    CHECK(w.sample_with_shape(3, toy::Split::TRAIN, w.sample(3).objects[0].shape).rgb == w.sample(3).rgb);
+  }
+
   TEST_CASE("toy recipe: outputs, learning signal, model folder loads, bit-exact resume") {
     std::string d = temp_dir("toy");
     train::ToyResult r = train::run_toy_recipe(tiny(d));

@@ -59,6 +59,33 @@ clip::ClipConfig toy_clip_config(const ToyRecipeOptions& o, int64_t vocab_size, 
   return c;
 }
 
+// ---- 3. data -------------------------------------------------------------------------------------
+// Batch `step` is a pure function of the step, so a resumed run sees the same data. Plain: samples
+// [step·B, (step+1)·B) of TRAIN. With hard negatives: samples [step·B/2, (step+1)·B/2), each
+// followed by its counterfactual with another (seen) shape, so every batch holds B/2 pairs of scenes
+// that only the shape tells apart.
+static Tensor train_batch(const toy::ToyWorld& world, int64_t step, int64_t B, bool hard,
+                          std::vector<toy::ToySample>& samples) {
+  if (!hard) {
+    std::vector<uint64_t> idx(static_cast<size_t>(B));
+    for (int64_t i = 0; i < B; ++i) idx[i] = static_cast<uint64_t>(step * B + i);
+    return world.batch(idx, toy::Split::TRAIN, &samples);
+  }
+  samples.assign(static_cast<size_t>(B), toy::ToySample());
+  const int64_t half = B / 2;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < B - half; ++i) {
+    uint64_t index = static_cast<uint64_t>(step * (B - half) + i);
+    samples[i] = world.sample(index, toy::Split::TRAIN);
+    if (i >= half) continue;
+    const toy::ToyObject& m = samples[i].objects[0];
+    int shape = (m.shape + 1 + static_cast<int>(samples[i].key % (toy::kNumShapes - 1))) % toy::kNumShapes;
+    while (shape == m.shape || world.is_held_out(m.color, shape)) shape = (shape + 1) % toy::kNumShapes;
+    samples[B - half + i] = world.sample_with_shape(index, toy::Split::TRAIN, shape);
+  }
+  return toy::to_tensor(samples);
+}
+
 // ---- 5. evaluation --------------------------------------------------------------------------------
 namespace {
 struct EvalSet {
@@ -219,11 +246,8 @@ ToyResult run_toy_recipe(const ToyRecipeOptions& o) {
   TrainProgress progress(end, start, o.batch, o.progress);
   double loss_value = 0;
   for (int64_t step = start; step < end; ++step) {
-    // Batch `step` is samples [step·B, (step+1)·B) of the TRAIN split: a resumed run sees the same data.
-    std::vector<uint64_t> idx(static_cast<size_t>(o.batch));
-    for (int64_t i = 0; i < o.batch; ++i) idx[i] = static_cast<uint64_t>(step * o.batch + i);
     std::vector<toy::ToySample> samples;
-    Tensor pixels = world.batch(idx, toy::Split::TRAIN, &samples);  // (B, 3, S, S)
+    Tensor pixels = train_batch(world, step, o.batch, o.hard_negatives, samples);  // (B, 3, S, S)
     std::vector<std::string> caps;
     for (const auto& s : samples) caps.push_back(s.caption);
     Tensor ids = tokenize(tok, caps, ctx);                            // (B, T)

@@ -36,9 +36,13 @@ struct ToyRecipeOptions {
   int64_t image_size = 64;
   int64_t patch_size = 8;
   int64_t width = 128;            // both towers
-  int64_t layers = 4;             // both towers
+  int64_t layers = 3;             // both towers
   int64_t heads = 4;
   double two_object_prob = 0.35;  // share of two-object scenes in training
+  // Half of each batch are counterfactuals of the other half: the same scene with the main object's
+  // shape changed (ToyWorld::sample_with_shape). Without them a batch is solved by colour, size and
+  // position alone (180 combinations for 128 pairs) and the towers barely learn shape.
+  bool hard_negatives = true;
   std::string resume;             // a checkpoint.safetensors to continue from
   int64_t stop_after = 0;         // stop (saving everything) after this step; 0 = at `steps`
   std::string save_dtype = "f32"; // model/model.safetensors dtype: f32 | f16 | bf16
