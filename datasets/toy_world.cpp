@@ -561,7 +561,8 @@ ToySample ToyWorld::make(uint64_t index, Split split, int main_shape) const {
     return o;
   };
   const std::vector<int>& main_pool = split == Split::HELDOUT_COMBOS ? unseen_ : seen_;
-  int main_label = main_pool[rng.below(static_cast<int>(main_pool.size()))];
+  const int drawn_label = main_pool[rng.below(static_cast<int>(main_pool.size()))];
+  int main_label = drawn_label;
   if (main_shape >= 0) {  // the counterfactual: same draws, another shape
     main_label = (main_label / kNumShapes) * kNumShapes + main_shape;
     VL_CHECK(split == Split::HELDOUT_COMBOS || !held_out_[main_label], "ToyWorld::sample_with_shape: ",
@@ -573,7 +574,9 @@ ToySample ToyWorld::make(uint64_t index, Split split, int main_shape) const {
     // 64 attempts; in the (rare) case that none fits, the sample keeps one object.
     for (int attempt = 0; attempt < 64; ++attempt) {
       int label = seen_[rng.below(static_cast<int>(seen_.size()))];
-      if (label == objs[0].color * kNumShapes + objs[0].shape) continue;
+      // Compared with the drawn main label, not an overridden one, so that a counterfactual
+      // (sample_with_shape) consumes the same draws and keeps the rest of the scene.
+      if (label == drawn_label) continue;
       Placed b = place(label);
       if (b.cell == objs[0].cell || too_close(objs[0], b, S, k)) continue;
       objs.push_back(b);

@@ -140,10 +140,12 @@ class ToyWorld {
 
   // Sample `index` of `split`: a pure function of (config, split, index). Thread-safe.
   ToySample sample(uint64_t index, Split split = Split::TRAIN) const;
-  // The same scene as sample(index, split) — same background, colours, sizes, positions, caption
-  // template — with the main object's shape replaced by `shape`: a counterfactual that differs from
-  // the original in shape only (contrastive training uses such pairs as hard negatives). Throws
-  // when (main colour, shape) is a held-out combination and split is not HELDOUT_COMBOS.
+  // The scene of sample(index, split) with the main object's shape replaced by `shape`: same main
+  // object colour, size and position, same caption template; for one-object scenes also the same
+  // background, so the two differ in shape only (contrastive training uses such pairs as hard
+  // negatives). In two-object scenes the second object and the background may differ (their
+  // placement depends on the main object's outline). Throws when (main colour, shape) is a held-out
+  // combination and split is not HELDOUT_COMBOS.
   ToySample sample_with_shape(uint64_t index, Split split, int shape) const;
 
   bool is_held_out(int color, int shape) const;
