@@ -16,6 +16,8 @@ count, batch sizes and timing (warm-up, then the median of --reps runs), on rand
            vision_model -> qformer(query_tokens, encoder_hidden_states) -> normalize(vision_projection(.))
 
 Each framework runs in its own process (vislang first, then torch), so their memory does not add up.
+For each run the script prints how much CPU other processes used meanwhile (from /proc/stat): a
+shared machine is only fit for this when that is ~0.
 Ratios > 1 mean vislang is faster. The weights differ (both random); the shapes and the work are the
 same. The machine should be quiet: the load average is printed before and after.
 
@@ -81,6 +83,24 @@ def loadavg():
     return "%.2f %.2f %.2f" % os.getloadavg()
 
 
+def cpu_busy_s():
+    """Seconds of CPU time the whole machine has spent busy (all CPUs, /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def run_measured(cmd, env=None):
+    """Runs cmd; returns (stdout, share of one CPU that OTHER processes used meanwhile). The share is
+    (machine busy time - the child's CPU time) / wall time: ~0 on a quiet machine; if it is large, the
+    numbers of that run are not trustworthy."""
+    busy0, kids0, t0 = cpu_busy_s(), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    kids1, busy1, wall = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_busy_s(), time.time() - t0
+    own = (kids1.ru_utime - kids0.ru_utime) + (kids1.ru_stime - kids0.ru_stime)
+    return out, max(0.0, (busy1 - busy0) - own) / wall
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -89,6 +109,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--part", choices=["all", "vision", "qformer"], default="all")
     ap.add_argument("--vislang", default=str(REPO / "build" / "bin" / "vislang"), help="the vislang binary")
+    ap.add_argument("--model", default="blip2-itm-vit-g",
+                    help="vislang's --model: the preset (random weights written for each run), or a model of that "
+                         "shape already on disk, e.g. DIR/hf from make_blip2_fixtures.py --full DIR (skips writing 4.6 GB)")
     ap.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)  # the worker process
     args = ap.parse_args()
     args.batches = [int(b) for b in args.batches.split(",") if b]
@@ -98,16 +121,20 @@ def main():
 
     print(f"load average before: {loadavg()} (benchmark only on a quiet machine)", flush=True)
     common = ["--threads", str(args.threads), "--reps", str(args.reps), "--warmup", str(args.warmup)]
-    cmd = [args.vislang, "bench", "blip2", "--format", "json", "--batch", ",".join(map(str, args.batches)),
-           "--part", args.part, *common]
+    cmd = [args.vislang, "bench", "blip2", "--format", "json", "--model", args.model,
+           "--batch", ",".join(map(str, args.batches)), "--part", args.part, *common]
     print("$ " + " ".join(cmd), flush=True)
-    vl = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    out, vl_other = run_measured(cmd)
+    vl = json.loads(out)
     cmd = [sys.executable, __file__, "--torch-only", "--batches", ",".join(map(str, args.batches)), "--part", args.part,
            *common]
     print("$ " + " ".join(cmd[1:]), flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    th = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
-    print(f"load average after:  {loadavg()}\n")
+    out, th_other = run_measured(cmd, env)
+    th = json.loads(out.splitlines()[-1])
+    print(f"load average after:  {loadavg()}")
+    print(f"other processes used {vl_other:.2f} CPUs during the vislang run, {th_other:.2f} during the torch run "
+          f"(more than ~0.1: re-run on a quieter machine)\n")
 
     print(f"BLIP-2 blip2-itm-vit-g image side, random weights, f32, CPU ({vl['device_name']}), "
           f"{args.threads} threads, median of {args.reps} after {args.warmup} warm-up")
