@@ -526,20 +526,7 @@ const std::string kGradFixtureVersion = "1";
 const std::string kRegenerate = "re-run `python3 tools/reference/make_grad_fixtures.py` (needs torch, transformers)";
 
 SafeTensorsFile open_fixture(const std::string& file) {
-  std::string path = std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/grad/" + file;
-  std::unique_ptr<SafeTensorsFile> f;
-  std::string err;
-  try {
-    f = std::make_unique<SafeTensorsFile>(SafeTensorsFile::open(path));
-  } catch (const std::exception& e) {
-    err = e.what();
-  }
-  REQUIRE_MESSAGE(f != nullptr, "cannot read ", path, ": ", err, "; ", kRegenerate);
-  auto it = f->metadata().find("format_version");
-  std::string got = it == f->metadata().end() ? "(none)" : it->second;
-  REQUIRE_MESSAGE(got == kGradFixtureVersion, path, " has format_version ", got, " but the test expects ",
-                  kGradFixtureVersion, ": ", kRegenerate);
-  return std::move(*f);
+  return test::open_versioned_fixture("grad/" + file, kGradFixtureVersion, kRegenerate);
 }
 
 template <typename E>

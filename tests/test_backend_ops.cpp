@@ -23,6 +23,11 @@ using test::Tol;
 
 namespace {
 
+using test::for_dtype;
+using test::ids;
+using test::kFloatTypes;
+using test::rnd;
+
 struct OpCase {
   std::string name;
   std::vector<Tensor> inputs;                                       // contiguous, CPU
@@ -30,30 +35,11 @@ struct OpCase {
   Tol tol;
 };
 
-const DType kFloatTypes[] = {DType::F32, DType::F16, DType::BF16};
 
-// Storage-dtype rounding added to a base f32 tolerance.
-Tol for_dtype(Tol f32, DType t) {
-  switch (t) {
-    case DType::F16: return {std::max(f32.atol, 2e-3), std::max(f32.rtol, 2e-3)};
-    case DType::BF16: return {std::max(f32.atol, 1.6e-2), std::max(f32.rtol, 1.6e-2)};
-    default: return f32;
-  }
-}
 
-Tensor rnd(const Shape& s, DType t, uint64_t seed, double lo = -2.0, double hi = 2.0) {
-  Generator g(seed);
-  return Tensor::rand(s, g, DType::F32, Device::cpu(), lo, hi).to(t);
-}
 Tensor rndn(const Shape& s, DType t, uint64_t seed, double stddev = 1.0) {
   Generator g(seed);
   return Tensor::randn(s, g, DType::F32, Device::cpu(), 0.0, stddev).to(t);
-}
-Tensor ids(const Shape& s, int64_t n, uint64_t seed, DType t = DType::I64) {
-  Generator g(seed);
-  std::vector<int64_t> v(static_cast<size_t>(shape_numel(s)));
-  for (auto& x : v) x = static_cast<int64_t>(g.next_u64() % static_cast<uint64_t>(n));
-  return Tensor::from_vector(v, s, t);
 }
 std::string dn(DType t) { return dtype_name(t); }
 

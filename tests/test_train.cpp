@@ -38,20 +38,7 @@ const std::string kTrainFixtureVersion = "1";
 const std::string kRegenerate = "re-run `python3 tools/reference/make_train_fixtures.py` (needs torch; OpenCLIP optional)";
 
 SafeTensorsFile open_fixture(const std::string& file) {
-  std::string path = std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/train/" + file;
-  std::unique_ptr<SafeTensorsFile> f;
-  std::string err;
-  try {
-    f = std::make_unique<SafeTensorsFile>(SafeTensorsFile::open(path));
-  } catch (const std::exception& e) {
-    err = e.what();
-  }
-  REQUIRE_MESSAGE(f != nullptr, "cannot read ", path, ": ", err, "; ", kRegenerate);
-  auto it = f->metadata().find("format_version");
-  std::string got = it == f->metadata().end() ? "(none)" : it->second;
-  REQUIRE_MESSAGE(got == kTrainFixtureVersion, path, " has format_version ", got, " but the test expects ",
-                  kTrainFixtureVersion, ": ", kRegenerate);
-  return std::move(*f);
+  return test::open_versioned_fixture("train/" + file, kTrainFixtureVersion, kRegenerate);
 }
 
 double meta_num(const SafeTensorsFile& f, const std::string& key) {

@@ -4,11 +4,14 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "weights/safetensors.h"
 
 namespace vislang::test {
 
@@ -71,6 +74,50 @@ std::string error_of(F fn) {
 }
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// ---- random inputs for op tests (drawn in f32, then rounded to the dtype) --------------------------
+inline constexpr DType kFloatTypes[] = {DType::F32, DType::F16, DType::BF16};
+
+// Storage-dtype rounding added to a base f32 tolerance.
+inline Tol for_dtype(Tol f32, DType t) {
+  switch (t) {
+    case DType::F16: return {std::max(f32.atol, 2e-3), std::max(f32.rtol, 2e-3)};
+    case DType::BF16: return {std::max(f32.atol, 1.6e-2), std::max(f32.rtol, 1.6e-2)};
+    default: return f32;
+  }
+}
+inline Tensor rnd(const Shape& s, DType t, uint64_t seed, double lo = -2.0, double hi = 2.0) {
+  Generator g(seed);
+  return Tensor::rand(s, g, DType::F32, Device::cpu(), lo, hi).to(t);
+}
+// Indices uniform in [0, n).
+inline Tensor ids(const Shape& s, int64_t n, uint64_t seed, DType t = DType::I64) {
+  Generator g(seed);
+  std::vector<int64_t> v(static_cast<size_t>(shape_numel(s)));
+  for (auto& x : v) x = static_cast<int64_t>(g.next_u64() % static_cast<uint64_t>(n));
+  return Tensor::from_vector(v, s, t);
+}
+
+// Opens tests/fixtures/<file> and requires its "format_version" metadata to be `version` (the
+// FORMAT_VERSION of the script that wrote it). Failures name the file and end with `regenerate`,
+// the command that rewrites the fixtures.
+inline SafeTensorsFile open_versioned_fixture(const std::string& file, const std::string& version,
+                                              const std::string& regenerate) {
+  std::string path = std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/" + file;
+  std::unique_ptr<SafeTensorsFile> f;
+  std::string err;
+  try {
+    f = std::make_unique<SafeTensorsFile>(SafeTensorsFile::open(path));
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  REQUIRE_MESSAGE(f != nullptr, "cannot read ", path, ": ", err, "; ", regenerate);
+  auto it = f->metadata().find("format_version");
+  std::string got = it == f->metadata().end() ? "(none)" : it->second;
+  REQUIRE_MESSAGE(got == version, path, " has format_version ", got, " but the test expects ", version, ": ",
+                  regenerate);
+  return std::move(*f);
+}
 
 // Directory of ../shared/data (VISLANG_SHARED_DIR or <source>/../shared); empty when absent.
 std::string shared_dir();
