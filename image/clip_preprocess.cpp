@@ -25,6 +25,7 @@ std::array<int, 2> resize_shorter_side(int width, int height, int size) {
 Image resize_and_crop(const Image& img, const PreprocessConfig& cfg) {
   VL_CHECK(!img.empty(), "preprocess: empty image");
   VL_CHECK(cfg.size > 0, "preprocess: size must be positive, got ", cfg.size);
+  if (cfg.mode == PreprocessConfig::Mode::SQUARE) return resize_bicubic(img, cfg.size, cfg.size, cfg.pass_order);
   auto [rw, rh] = resize_shorter_side(img.width, img.height, cfg.size);
   CropRounding r = cfg.mode == PreprocessConfig::Mode::OPENAI ? CropRounding::TORCHVISION : CropRounding::HF;
   // The crop never exceeds the resized image (its short side is `size`), so it is a window of the

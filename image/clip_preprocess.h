@@ -18,6 +18,13 @@
 // composites alpha onto white. For RGB and greyscale inputs all of them equal what we compute.
 // transformers >= 5's default CLIPImageProcessor (torchvision backend) resizes a uint8 tensor with
 // torch's antialiased bicubic, not PIL; see tests/test_image.cpp for the measured difference.
+//
+// Mode::SQUARE is BLIP / BLIP-2's preprocessing (HF BlipImageProcessor with the PIL backend,
+// BlipImageProcessorPil in transformers >= 5; LAVIS's blip_image_eval): PIL bicubic resize straight to
+// size x size — no crop, the aspect ratio is not kept — then the same /255 and mean/std (the
+// OPENAI_CLIP values in blip2-itm-vit-g's preprocessor_config.json). HF's float64 rescale rounded to
+// float32 equals the float32 x / 255 here for all 256 levels, so the tensors are bit-identical
+// (tests/test_blip2.cpp, fixture from tools/reference/make_blip2_fixtures.py).
 #pragma once
 #include <array>
 #include <string>
@@ -30,7 +37,9 @@
 namespace vislang {
 
 struct PreprocessConfig {
-  enum class Mode { OPENAI, HF };
+  // OPENAI / HF: CLIP's resize of the shorter side + center crop (crop offsets differ, see above);
+  // SQUARE: BLIP-2's resize to size x size, no crop.
+  enum class Mode { OPENAI, HF, SQUARE };
   int size = 224;
   std::array<float, 3> mean{0.48145466f, 0.4578275f, 0.40821073f};
   std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
@@ -45,7 +54,8 @@ struct PreprocessConfig {
 // the true division, truncation).
 std::array<int, 2> resize_shorter_side(int width, int height, int size);
 
-// Resize + center crop, uint8 (size x size RGB): the image the model sees before normalization.
+// Resize + center crop (Mode::SQUARE: resize only), uint8 (size x size RGB): the image the model sees
+// before normalization.
 Image resize_and_crop(const Image& img, const PreprocessConfig& cfg);
 
 // f32 (3, size, size): resize_and_crop + to_normalized_tensor.

@@ -12,11 +12,18 @@
 // PyTorch reference in its three modes.
 // Error cases: a missing, mis-shaped or unexpected tensor, a file without vislang.config, a CLIP file.
 //
+// Preprocessing (image/clip_preprocess.h, Mode::SQUARE): preprocess.safetensors holds HF
+// BlipImageProcessorPil's output on the shared photos (../shared/data/images; skipped with a message
+// when absent): the uint8 resize must have PIL's crc32 and the float tensor must equal the reference
+// bit for bit (JPEG inputs decoded without libjpeg-turbo: within 3 levels). Also: preprocessor_config.json
+// and config.json checks, model-family detection, and the WordPiece inputs of the hf/ fixture's tokenizer.
+//
 // Real-shape check (not in CI): python3 tools/reference/make_blip2_fixtures.py --full DIR writes
 // blip2-itm-vit-g with random weights; VISLANG_BLIP2_FULL_DIR=DIR runs the same comparison on it.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -26,6 +33,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "image/clip_preprocess.h"
 #include "models/blip2/blip2.h"
 #include "nn/visual_adapter.h"
 #include "tests/test_util.h"
@@ -36,6 +44,7 @@ using namespace vislang::blip2;
 using vislang::test::contains;
 using vislang::test::error_of;
 namespace fs = std::filesystem;
+using ImagePreprocess = vislang::PreprocessConfig;  // (blip2::PreprocessConfig is the config's size/mean/std)
 
 namespace {
 
@@ -364,6 +373,135 @@ TEST_SUITE("blip2") {
     CHECK_MESSAGE(contains(msg, "mlp.fc1.weight"), msg);
     msg = error_of([] { (void)nn::parse_visual_adapter_mode("perceiver"); });
     CHECK_MESSAGE(contains(msg, "linear, mlp, qformer"), msg);
+  }
+
+  TEST_CASE("blip2: preprocessing matches HF BlipImageProcessor (PIL backend) on the shared photos") {
+    SafeTensorsFile f = open_versioned(fixture("preprocess.safetensors"));
+    if (test::shared_dir().empty()) {
+      MESSAGE("SKIPPED the BLIP-2 preprocessing checks on the shared photos: ../shared not found (set VISLANG_SHARED_DIR)");
+      return;
+    }
+    const size_t stride = std::stoul(f.metadata().at("stride"));
+    std::string report;
+    int entries = 0;
+    for (const auto& [key, value] : f.metadata()) {
+      if (!f.has(key + ".samples")) continue;
+      const nlohmann::json e = nlohmann::json::parse(value);
+      const std::string in = e.at("input").get<std::string>(), path = test::shared_dir() + "/data/images/" + in;
+      CAPTURE(key);
+      ImagePreprocess cfg = Blip2Config::preset("blip2-itm-vit-g").image_preprocess();
+      cfg.size = e.at("size").get<int>();
+      REQUIRE(cfg.mode == ImagePreprocess::Mode::SQUARE);
+      const bool jpeg = in.size() > 4 && in.compare(in.size() - 4, 4, ".jpg") == 0;
+      const int levels = (jpeg && !jpeg_matches_pil()) ? 3 : 0;  // stb_image decodes JPEG a few levels off
+      Image img = load_image(path);
+      Image u8 = resize_and_crop(img, cfg);  // (S, S) RGB, no crop
+      REQUIRE(u8.width == cfg.size);
+      REQUIRE(u8.height == cfg.size);
+      const uint32_t crc = uint32_t(crc32(0L, u8.rgb.data(), uInt(u8.rgb.size())));
+      if (levels == 0) CHECK_MESSAGE(crc == e.at("crc32").get<uint32_t>(), "crc32 of the uint8 resize differs from PIL's");
+      Tensor t = preprocess(img, cfg);
+      REQUIRE(t.shape() == Shape{3, int64_t(cfg.size), int64_t(cfg.size)});
+      std::vector<float> ref = f.get(key + ".samples").to_vector<float>();
+      const float* p = t.data<float>();
+      double worst = 0, sum = 0, sumsq = 0;
+      for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::fabs(double(p[i * stride]) - ref[i]));
+      for (int64_t i = 0; i < t.numel(); ++i) sum += p[i], sumsq += double(p[i]) * p[i];
+      const double bound = levels / 255.0 / 0.26;  // one level of the smallest std, per allowed level
+      CHECK_MESSAGE(worst <= bound, "worst |diff| ", worst, " > ", bound);
+      const double n = double(t.numel());
+      CHECK(std::fabs(sum / n - e.at("sum").get<double>() / n) <= 1e-6 + bound);
+      CHECK(std::fabs(sumsq / n - e.at("sumsq").get<double>() / n) <= 1e-6 + 10 * bound);
+      report += str("\n  ", key, ": crc32 ", crc == e.at("crc32").get<uint32_t>() ? "equal" : "DIFFERENT",
+                    ", max |diff| of the floats ", worst, " (torchvision-backend BlipImageProcessor: up to ",
+                    e.at("torchvision_backend_max_levels").get<double>(), " levels off PIL)");
+      ++entries;
+    }
+    CHECK(entries >= 6);
+    MESSAGE("BLIP-2 preprocessing vs BlipImageProcessorPil, JPEG decoder ", jpeg_decoder(), ":", report);
+  }
+
+  TEST_CASE("blip2: SQUARE preprocessing squashes instead of cropping") {
+    // 100 x 50: left half red, right half blue. CLIP's crop keeps the middle 50 x 50 (half red, half
+    // blue around the centre); the squashing resize keeps both halves whole.
+    Image im;
+    im.width = 100;
+    im.height = 50;
+    im.rgb.assign(size_t(100 * 50 * 3), 0);
+    for (int y = 0; y < 50; ++y)
+      for (int x = 0; x < 100; ++x) im.rgb[size_t((y * 100 + x) * 3 + (x < 50 ? 0 : 2))] = 255;
+    ImagePreprocess cfg;
+    cfg.size = 20;
+    cfg.mode = ImagePreprocess::Mode::SQUARE;
+    Image sq = resize_and_crop(im, cfg);
+    Image ref = resize_bicubic(im, 20, 20);
+    CHECK(sq.rgb == ref.rgb);
+    CHECK(sq.rgb[0] == 255);                       // (0, 0) red
+    CHECK(sq.rgb[size_t(19 * 3 + 2)] == 255);      // (19, 0) blue
+    cfg.mode = ImagePreprocess::Mode::OPENAI;
+    Image crop = resize_and_crop(im, cfg);
+    CHECK(crop.rgb != sq.rgb);
+  }
+
+  TEST_CASE("blip2: preprocessor_config.json is read, and what is not reproduced is refused") {
+    Blip2Retrieval m = Blip2Retrieval::load(fixture("hf"));
+    ImagePreprocess p = m.config().image_preprocess();
+    CHECK(p.size == 56);
+    CHECK(p.mode == ImagePreprocess::Mode::SQUARE);
+    CHECK(p.mean[0] == doctest::Approx(0.48145466f));
+    Blip2Config c = Blip2Config::preset("blip2-tiny");
+    nlohmann::json pre = {{"size", {{"height", 56}, {"width", 56}}}, {"image_mean", {0.5, 0.5, 0.5}},
+                          {"image_std", {0.25, 0.25, 0.25}}, {"resample", 3}};
+    c.apply_hf_preprocessor(pre);
+    CHECK(c.preprocess.mean[1] == 0.5f);
+    CHECK(c.preprocess.std[2] == 0.25f);
+    for (auto [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+             {"do_center_crop", true}, {"resample", 2}, {"rescale_factor", 0.5}, {"do_normalize", false}}) {
+      nlohmann::json bad = pre;
+      bad[key] = value;
+      std::string msg = error_of([&] { c.apply_hf_preprocessor(bad); });
+      CHECK_MESSAGE(contains(msg, key), msg);
+    }
+    nlohmann::json bad = pre;
+    bad["size"] = {{"height", 64}, {"width", 56}};
+    CHECK_MESSAGE(contains(error_of([&] { c.apply_hf_preprocessor(bad); }), "square"), "non-square size");
+    bad["size"] = {{"height", 64}, {"width", 64}};
+    CHECK_MESSAGE(contains(error_of([&] { c.apply_hf_preprocessor(bad); }), "position embeddings"), "size vs model");
+  }
+
+  TEST_CASE("blip2: family detection and the generation model's config") {
+    CHECK(is_blip2_checkpoint(fixture("hf")));
+    CHECK(is_blip2_checkpoint(fixture("lavis.safetensors")));
+    CHECK_FALSE(is_blip2_checkpoint(std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/clip/hf_vit"));
+    CHECK_FALSE(is_blip2_checkpoint(std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/clip/openclip_vit.safetensors"));
+    CHECK_FALSE(is_blip2_checkpoint("/nonexistent/model"));
+    std::ifstream in(fixture("hf/config.json"));
+    nlohmann::json hf;
+    in >> hf;
+    hf["architectures"] = {"Blip2ForConditionalGeneration"};
+    std::string msg = error_of([&] { (void)Blip2Config::from_hf(hf); });
+    CHECK_MESSAGE(contains(msg, "Blip2ForImageTextRetrieval"), msg);
+  }
+
+  TEST_CASE("blip2: text inputs from the fixture's WordPiece tokenizer match HF's BertTokenizer") {
+    SafeTensorsFile ref = open_versioned(fixture("cli_reference.safetensors"));
+    Blip2Retrieval m = Blip2Retrieval::load(fixture("hf"));
+    WordPieceTokenizer tok = WordPieceTokenizer::from_folder(fixture("hf"));
+    CHECK(m.max_text_length(tok) == 32);
+    std::vector<std::string> texts = nlohmann::json::parse(ref.metadata().at("texts")).get<std::vector<std::string>>();
+    WordPieceTokenizer::Batch b = m.tokenize(tok, texts, false);
+    CHECK(b.ids.to_vector<int64_t>() == ref.get("input_ids").to_vector<int64_t>());
+    CHECK(b.attention_mask.to_vector<int64_t>() == ref.get("attention_mask").to_vector<int64_t>());
+    check_close(m.encode_text(b.ids, b.attention_mask), ref.get("text_embeds"), "text embeds from tokenized texts");
+    std::string long_text;
+    for (int i = 0; i < 40; ++i) long_text += "cat ";
+    std::string msg = error_of([&] { (void)m.tokenize(tok, {"a dog", long_text}, false); });
+    CHECK_MESSAGE(contains(msg, "text 2 of 2"), msg);
+    CHECK_MESSAGE(contains(msg, "42 tokens"), msg);
+    CHECK_MESSAGE(contains(msg, "--truncate"), msg);
+    WordPieceTokenizer::Batch cut = m.tokenize(tok, {"a dog", long_text}, true);
+    CHECK(cut.ids.shape() == Shape{2, 32});
+    CHECK(cut.ids.to_vector<int64_t>()[63] == tok.sep_id());
   }
 
   TEST_CASE("blip2: real-shape blip2-itm-vit-g (VISLANG_BLIP2_FULL_DIR)") {

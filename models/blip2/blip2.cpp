@@ -6,6 +6,7 @@
 // -, 768, 256).
 #include "models/blip2/blip2.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -195,6 +196,16 @@ Blip2Retrieval Blip2Retrieval::load(const std::string& path, Device device, DTyp
     } catch (const Error& e) {
       VL_FAIL(cfg_path, ": ", e.what());
     }
+    const std::string pre_path = path + "/preprocessor_config.json";
+    if (std::filesystem::exists(pre_path)) {
+      std::ifstream pin(pre_path);
+      std::string pre((std::istreambuf_iterator<char>(pin)), std::istreambuf_iterator<char>());
+      try {
+        cfg.apply_hf_preprocessor(parse_json(pre, pre_path));
+      } catch (const Error& e) {
+        VL_FAIL(pre_path, ": ", e.what());
+      }
+    }
     return from_weights(SafeTensorsFile::open(st_path), cfg, device, dtype);
   }
   SafeTensorsFile f = SafeTensorsFile::open(path);  // converted single file
@@ -301,6 +312,58 @@ Tensor Blip2Retrieval::itm_probabilities(const Tensor& image_features, const Ten
                                           : Tensor();
   Tensor p = ops::softmax(itm_logits(img, tid, tmask), -1);  // (Bi·Bt, 2)
   return p.select(1, 1).reshape({Bi, Bt});                   // P(match)
+}
+
+int64_t Blip2Retrieval::max_text_length(const WordPieceTokenizer& tok) const {
+  return std::min<int64_t>(tok.options().model_max_length, cfg_.qformer.max_position_embeddings);
+}
+
+WordPieceTokenizer::Batch Blip2Retrieval::tokenize(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
+                                                   bool truncate) const {
+  VL_CHECK(!texts.empty(), "blip2: no texts to tokenize");
+  const int64_t L = max_text_length(tok);
+  if (!truncate)  // all first: a bad text fails before any work, with a message naming it
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const size_t n = tok.encode(texts[i]).size();  // with [CLS] and [SEP]
+      if (int64_t(n) <= L) continue;
+      std::string head = texts[i].substr(0, 57);
+      while (!head.empty() && (static_cast<unsigned char>(head.back()) & 0xC0) == 0x80) head.pop_back();
+      VL_FAIL("text ", i + 1, " of ", texts.size(), " (\"", head, head.size() < texts[i].size() ? "..." : "", "\") is ", n,
+              " tokens long with [CLS] and [SEP], more than the ", L, " the model takes; shorten it or truncate "
+              "(--truncate keeps the first ", L - 1, " tokens and ends with [SEP])");
+    }
+  // Padding to the longest row (HF's padding="longest"); ids of vocab.txt must fit the embedding table.
+  WordPieceTokenizer::Batch b = tok.batch(texts, L, /*pad_to_max=*/false, /*truncate=*/true);
+  std::vector<int64_t> ids = b.ids.to_vector<int64_t>();
+  const int64_t V = cfg_.qformer.vocab_size;
+  for (int64_t id : ids)
+    VL_CHECK(id >= 0 && id < V, "blip2: the tokenizer gives id ", id, " (", tok.id_to_token(id),
+             "), outside the model's vocabulary of ", V, ": is this the model's own vocab.txt?");
+  return b;
+}
+
+bool is_blip2_checkpoint(const std::string& path) {
+  try {
+    if (std::filesystem::is_directory(path)) {
+      std::ifstream in(path + "/config.json");
+      if (!in.good()) return false;
+      nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object()) return false;
+      if (j.value("model_type", std::string()) == "blip-2") return true;
+      if (j.contains("architectures") && j["architectures"].is_array())
+        for (const nlohmann::json& a : j["architectures"])
+          if (a.is_string() && a.get<std::string>().rfind("Blip2", 0) == 0) return true;
+      return false;
+    }
+    if (!std::filesystem::is_regular_file(path)) return false;
+    SafeTensorsFile f = SafeTensorsFile::open(path);
+    auto it = f.metadata().find("vislang.config");
+    if (it == f.metadata().end()) return false;
+    nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
+    return j.is_object() && j.value("model_type", std::string()) == "blip2";
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 // ---- random weights -------------------------------------------------------------------------------

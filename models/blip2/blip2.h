@@ -22,6 +22,7 @@
 #include "models/blip2/config.h"
 #include "nn/modules.h"
 #include "nn/visual_adapter.h"  // PostNormAttention, PostNormFeedForward (BERT-style blocks)
+#include "tokenizer/wordpiece.h"
 
 namespace vislang::blip2 {
 
@@ -108,9 +109,10 @@ struct TextEmbeddings {
 // Every public method returns f32 on the model's device and runs in InferenceMode.
 class Blip2Retrieval {
  public:
-  // `path`: a Hugging Face folder (config.json with model_type "blip-2" + model.safetensors) or a
-  // converted .safetensors with `vislang.config` metadata. Every tensor must be present with its
-  // shape and every tensor of the file used; otherwise the error names the tensor and both shapes.
+  // `path`: a Hugging Face folder (config.json with model_type "blip-2" + model.safetensors, and
+  // optionally preprocessor_config.json, see Blip2Config::apply_hf_preprocessor) or a converted
+  // .safetensors with `vislang.config` metadata. Every tensor must be present with its shape and
+  // every tensor of the file used; otherwise the error names the tensor and both shapes.
   static Blip2Retrieval load(const std::string& path, Device device = Device::cpu(), DType dtype = DType::F32);
   static Blip2Retrieval from_weights(const SafeTensorsFile& f, const Blip2Config& cfg, Device device, DType dtype);
 
@@ -133,6 +135,14 @@ class Blip2Retrieval {
   Tensor itm_probabilities(const Tensor& image_features, const Tensor& ids,
                            const Tensor& attention_mask = Tensor()) const;
 
+  // Texts → the Q-Former's text inputs: [CLS] WordPiece tokens [SEP], padded to the longest with
+  // [PAD] (mask 0), at most max_text_length(tok) tokens. A longer text is cut there (keeping [SEP])
+  // with `truncate`, else an Error naming the text (its number and beginning) and both lengths.
+  WordPieceTokenizer::Batch tokenize(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
+                                     bool truncate) const;
+  // min(the tokenizer's model_max_length, the Q-Former's max_position_embeddings).
+  int64_t max_text_length(const WordPieceTokenizer& tok) const;
+
   // LAVIS's learned ITC temperature (`temp`, kept by tools/convert.py); NaN when the file has none
   // (HF checkpoints drop it). Training divides the cosines by it; retrieval ranking does not need it.
   double temperature() const { return temperature_; }
@@ -153,6 +163,11 @@ class Blip2Retrieval {
   nn::Linear itm_head_;                             // (2, C) + bias
   double temperature_ = 0;
 };
+
+// True when `path` holds a BLIP-2 model: a folder whose config.json has model_type "blip-2" (or
+// architectures naming a Blip2* class), or a .safetensors whose vislang.config has model_type "blip2".
+// Only the config is read; anything unreadable is "not BLIP-2" (the CLIP loader then reports it).
+bool is_blip2_checkpoint(const std::string& path);
 
 // Random weights of `c` in this layout (Linear ~ N(0, 1/fan_in), embeddings ~ N(0, 0.02²), norms 1/0),
 // written to `path` with the config as `vislang.config`: for benchmarks and tests at real shapes.

@@ -2,6 +2,8 @@
 // writes as `vislang.config`), Hugging Face's config.json, and presets.
 #include "models/blip2/config.h"
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace vislang::blip2 {
@@ -161,6 +163,13 @@ Blip2Config Blip2Config::from_hf(const json& j) {
   VL_CHECK(!j.contains("image_token_index") || j["image_token_index"].is_null(),
            "config.json: image_token_index = ", j.value("image_token_index", json()).dump(),
            " is not supported (vislang reads BLIP-2 retrieval models, whose text has no image tokens)");
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()) {
+    bool retrieval = false;
+    for (const json& a : j["architectures"]) retrieval |= a.is_string() && a.get<std::string>() == "Blip2ForImageTextRetrieval";
+    VL_CHECK(retrieval, "config.json: architectures = ", j["architectures"].dump(),
+             ": vislang reads BLIP-2 retrieval models (Blip2ForImageTextRetrieval, e.g. Salesforce/blip2-itm-vit-g), "
+             "which have the ITC projections and the ITM head");
+  }
   Blip2Config c;
   c.name = top.get<std::string>("_name_or_path", "blip2");
   if (c.name.empty()) c.name = "blip2";
@@ -194,6 +203,44 @@ Blip2Config Blip2Config::from_hf(const json& j) {
   c.preprocess.size = c.vision.image_size;
   c.validate();
   return c;
+}
+
+void Blip2Config::apply_hf_preprocessor(const json& j) {
+  VL_CHECK(j.is_object(), "preprocessor_config.json: expected a JSON object");
+  Reader r{j, "preprocessor_config.json"};
+  auto unsupported = [&](const char* key, const std::string& why) {
+    VL_FAIL("preprocessor_config.json: ", key, " = ", j[key].dump(), " is not supported (", why, ")");
+  };
+  if (!r.get<bool>("do_resize", true)) unsupported("do_resize", "BLIP-2 resizes to its image size");
+  if (r.get<bool>("do_center_crop", false)) unsupported("do_center_crop", "BLIP-2 resizes without a crop");
+  if (r.get<int64_t>("resample", 3) != 3) unsupported("resample", "only bicubic, 3, is implemented");
+  if (!r.get<bool>("do_rescale", true)) unsupported("do_rescale", "pixels are always scaled by 1/255");
+  if (std::abs(r.get<double>("rescale_factor", 1.0 / 255) * 255 - 1) > 1e-9) unsupported("rescale_factor", "only 1/255");
+  if (!r.get<bool>("do_normalize", true)) unsupported("do_normalize", "pixels are always normalized");
+  if (j.contains("size") && j["size"].is_object()) {
+    Reader sz{j["size"], "preprocessor_config.json.size"};
+    VL_CHECK(j["size"].contains("height") && j["size"].contains("width"), "preprocessor_config.json: size = ",
+             j["size"].dump(), " must have height and width (BLIP-2 resizes to a fixed square)");
+    const int64_t h = sz.get<int64_t>("height", 0), w = sz.get<int64_t>("width", 0);
+    VL_CHECK(h == w && h > 0, "preprocessor_config.json: size = ", j["size"].dump(), " is not a positive square");
+    VL_CHECK(h == vision.image_size, "preprocessor_config.json: size ", h, " differs from the vision tower's image size ",
+             vision.image_size, " (its position embeddings are for ", vision.image_size, " x ", vision.image_size, ")");
+    preprocess.size = h;
+  }
+  preprocess.mean = r.get<std::array<float, 3>>("image_mean", preprocess.mean);
+  preprocess.std = r.get<std::array<float, 3>>("image_std", preprocess.std);
+  for (int c = 0; c < 3; ++c)
+    VL_CHECK(preprocess.std[c] > 0, "preprocessor_config.json: image_std[", c, "] must be > 0");
+  validate();
+}
+
+::vislang::PreprocessConfig Blip2Config::image_preprocess() const {
+  ::vislang::PreprocessConfig p;
+  p.size = static_cast<int>(preprocess.size);
+  p.mean = preprocess.mean;
+  p.std = preprocess.std;
+  p.mode = ::vislang::PreprocessConfig::Mode::SQUARE;
+  return p;
 }
 
 Blip2Config Blip2Config::preset(const std::string& name) {

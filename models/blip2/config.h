@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "image/clip_preprocess.h"  // vislang::PreprocessConfig (Mode::SQUARE)
 #include "kernels/backend.h"
 #include "models/clip/config.h"  // PreprocessConfig, parse_activation
 
@@ -64,7 +65,17 @@ struct Blip2Config {
 
   nlohmann::json to_json() const;                       // canonical form (vislang.config)
   static Blip2Config from_json(const nlohmann::json&);  // inverse of to_json; errors name the field
-  static Blip2Config from_hf(const nlohmann::json&);    // HF Blip2Config (config.json, model_type "blip-2")
+  // HF Blip2Config (config.json, model_type "blip-2"). A config whose `architectures` names no
+  // Blip2ForImageTextRetrieval (e.g. Blip2ForConditionalGeneration) is refused: it has no ITC/ITM heads.
+  static Blip2Config from_hf(const nlohmann::json&);
+  // Reads an HF preprocessor_config.json (BlipImageProcessor) into `preprocess`: size {height, width}
+  // (square only), image_mean, image_std. What vislang does not reproduce (a center crop, a resample
+  // other than bicubic = 3, a rescale other than 1/255, no resize or no normalization) is an error
+  // naming the field.
+  void apply_hf_preprocessor(const nlohmann::json& preprocessor_config);
+  // The image preprocessing the model expects: resize to preprocess.size squared (bicubic, PIL-exact,
+  // no crop), /255, mean/std (image/clip_preprocess.h, Mode::SQUARE).
+  ::vislang::PreprocessConfig image_preprocess() const;
   // "blip2-itm-vit-g" (Salesforce/blip2-itm-vit-g), "blip2-itm-vit-g-coco" (364 px),
   // "blip2-tiny" (the test fixture's shape: tools/reference/make_blip2_fixtures.py).
   static Blip2Config preset(const std::string& name);

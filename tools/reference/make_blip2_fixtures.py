@@ -43,6 +43,28 @@ references are computed by torch in float32 from exactly the stored values; the 
   adapter.safetensors     VisualAdapter in its three modes (the PyTorch module VisualAdapterRef below),
                           weights under linear.*, mlp.*, qformer.*, configs as <mode>.config metadata,
                           input "inputs.x" (2, 17, 48) and outputs "outputs.<mode>".
+  hf/vocab.txt, hf/tokenizer_config.json, ..., hf/preprocessor_config.json
+                          a 511-token BERT WordPiece vocabulary (specials, ASCII, letters and "##"
+                          letters, a few hundred caption words, [unusedN] filler) plus BLIP-2's "[DEC]"
+                          bos token = id 511, saved by the slow BertTokenizer's save_pretrained with
+                          model_max_length 32 (the tiny Q-Former's positions), and BlipImageProcessor's
+                          preprocessor_config.json (56 x 56, CLIP mean/std): hf/ is then a complete
+                          model folder for `vislang embed|zero-shot|similarity|index build`.
+  cli_reference.safetensors   what the CLI must print for real files (tests/test_blip2_cli.cpp):
+                            CLI_IMAGES (tests/fixtures/image/inputs, committed) through HF's
+                            BlipImageProcessorPil at 56 x 56 -> pixels (3, 3, 56, 56); CLI_TEXTS through
+                            the slow BertTokenizer of hf/ (padding="longest") -> input_ids,
+                            attention_mask (6, T); image_embeds (3, 8, 32), text_embeds (6, 32),
+                            itc_scores (3, 6) (cosines, max over the queries, as HF returns them) and
+                            itm_probabilities (3, 6) from Blip2ForImageTextRetrieval.forward.
+                          Metadata: texts, images (JSON lists).
+  preprocess.safetensors  BLIP-2 image preprocessing on the shared photos (../shared/data/images, not
+                          committed; the C++ test skips without them): for each photo and size (224 for
+                          all, 364 for two: blip2-itm-vit-g-coco), HF BlipImageProcessorPil's float32
+                          output sampled every PREP_STRIDE-th element ("<stem>_<size>.samples"), and as
+                          metadata ("<stem>_<size>") the crc32 of PIL's uint8 resize, sum, sum of
+                          squares, min, max of the whole tensor, and how many uint8 levels the default
+                          (torchvision backend) BlipImageProcessor differs from PIL at most.
 
 --full [DIR] (default /tmp/vislang_blip2_full; nothing committed) builds blip2-itm-vit-g at its real
 shape (ViT-g/14: width 1408, 39 layers, 16 heads, mlp 6144, image 224; Q-Former: width 768, 12 layers,
@@ -77,6 +99,16 @@ from make_clip_fixtures import IMAGES, IMAGES_DIR, ROOT, run_convert, vl_convert
 FORMAT_VERSION = "1"
 OUT = os.path.join(ROOT, "tests", "fixtures", "blip2")
 SEED = 20240923
+# The CLI fixture: committed inputs of the image fixtures (a tall one tests the squashing resize), and
+# prompts such as `vislang zero-shot --templates "a photo of a {}."` builds them.
+CLI_IMAGES = ["odd_223x225_rgb.png", "odd_230x700_rgb.png", "bmp_rgb.bmp"]
+CLI_IMAGES_DIR = os.path.join(ROOT, "tests", "fixtures", "image", "inputs")
+CLI_LABELS = ["cat", "dog", "rocket", "red square", "zebra"]
+CLI_TEMPLATE = "a photo of a {}."
+CLI_TEXTS = [CLI_TEMPLATE.format(l) for l in CLI_LABELS] + ["an astronaut in a white suit standing on the grass"]
+PREP_IMAGES = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "rocket.jpg"]
+PREP_SIZES = {"astronaut.png": [224, 364], "rocket.jpg": [224, 364]}  # others: 224
+PREP_STRIDE = 31
 
 TINY = dict(
     vision_config=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -318,6 +350,123 @@ def make_adapter_fixture(gen, x, path):
     return {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("outputs.")}
 
 
+# ---- tokenizer, CLI and preprocessing fixtures ---------------------------------------------------------
+WORDS = """a an the of on in with and at to from by for is are this that there photo picture image drawing
+painting sketch cat cats dog dogs bird car truck bus boat plane rocket astronaut space man woman person
+people child coffee cup mug camera galaxy galaxies star stars sky tree flower house street city red green
+blue yellow black white orange purple brown gray grey circle square triangle big small one two three
+sitting lying standing flying table grass water snow night day close up view face tabby kitten launch
+suit helmet field deep hubble telescope gradient pattern stripes noise colorful bright dark light""".split()
+PIECES = ["##s", "##es", "##ed", "##ing", "##er", "##ly", "##y"]
+
+
+def slow_bert_tokenizer():
+    try:  # transformers 5: BertTokenizer is the fast one; the pure-Python one is BertTokenizerLegacy
+        from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as Slow
+    except ImportError:  # transformers 4
+        from transformers import BertTokenizer as Slow
+    return Slow
+
+
+def save_tokenizer(folder, vocab_size, max_positions):
+    """A vocab_size - 1 token vocab.txt + "[DEC]" (id vocab_size - 1), as BLIP-2's tokenizer adds it."""
+    import string
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(string.punctuation) + list(string.digits)
+    tokens += list(string.ascii_lowercase) + ["##" + c for c in string.ascii_lowercase + string.digits]
+    tokens = list(dict.fromkeys(tokens + WORDS + PIECES))  # in order, each once
+    assert len(tokens) < vocab_size, len(tokens)
+    tokens += [f"[unused{i}]" for i in range(vocab_size - 1 - len(tokens))]
+    tmp = tempfile.mkdtemp()
+    try:
+        with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(t + "\n" for t in tokens))
+        tok = slow_bert_tokenizer()(os.path.join(tmp, "vocab.txt"), do_lower_case=True,
+                                    model_max_length=max_positions)
+        tok.add_special_tokens({"bos_token": "[DEC]"})
+        assert tok.convert_tokens_to_ids("[DEC]") == vocab_size - 1
+        tok.save_pretrained(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return slow_bert_tokenizer().from_pretrained(folder)
+
+
+def pil_blip_pixels(paths, size):
+    """HF BlipImageProcessorPil (the PIL backend: PIL bicubic resize to size x size, no crop, float64
+    rescale then float32 normalize) -- and a check that it is exactly PIL's uint8 resize normalized the
+    way the C++ does it: (x / 255 - mean) / std in float32."""
+    import numpy as np
+    from PIL import Image
+    from transformers import BlipImageProcessorPil
+    proc = BlipImageProcessorPil(size={"height": size, "width": size}, image_mean=vl_convert.OPENAI_MEAN,
+                                 image_std=vl_convert.OPENAI_STD)
+    imgs = [Image.open(p).convert("RGB") for p in paths]
+    px = proc(images=imgs, return_tensors="pt").pixel_values.to(torch.float32).contiguous()
+    mean = np.array(vl_convert.OPENAI_MEAN, np.float32)[:, None, None]
+    std = np.array(vl_convert.OPENAI_STD, np.float32)[:, None, None]
+    u8 = [np.asarray(im.resize((size, size), Image.BICUBIC)) for im in imgs]  # (S, S, 3) uint8
+    for p, u, x in zip(paths, u8, px):
+        mine = (u.transpose(2, 0, 1).astype(np.float32) / np.float32(255) - mean) / std
+        assert np.array_equal(mine, x.numpy()), f"{p}: BlipImageProcessorPil is not PIL resize + normalize"
+    return px, u8
+
+
+@torch.no_grad()
+def make_cli_reference(model, path):
+    """CLI_IMAGES and CLI_TEXTS through HF's processor, tokenizer and Blip2ForImageTextRetrieval."""
+    tok = slow_bert_tokenizer().from_pretrained(os.path.join(OUT, "hf"))
+    enc = tok(CLI_TEXTS, padding="longest", return_tensors="pt")
+    ids, mask = enc.input_ids, enc.attention_mask
+    pixels, _ = pil_blip_pixels([os.path.join(CLI_IMAGES_DIR, n) for n in CLI_IMAGES],
+                                TINY["vision_config"]["image_size"])
+    Bi, Bt = pixels.shape[0], ids.shape[0]
+    itc = model(pixel_values=pixels, input_ids=ids, attention_mask=mask, use_image_text_matching_head=False)
+    itm = model(pixel_values=pixels.repeat_interleave(Bt, 0), input_ids=ids.repeat(Bi, 1),
+                attention_mask=mask.repeat(Bi, 1), use_image_text_matching_head=True).logits_per_image
+    tensors = {"pixels": pixels, "input_ids": ids, "attention_mask": mask, "image_embeds": itc.image_embeds,
+               "text_embeds": itc.text_embeds, "itc_scores": itc.logits_per_image,
+               "itm_probabilities": F.softmax(itm, dim=-1)[:, 1].reshape(Bi, Bt)}
+    meta = {"format_version": FORMAT_VERSION, "generator": "tools/reference/make_blip2_fixtures.py",
+            "texts": json.dumps(CLI_TEXTS), "labels": json.dumps(CLI_LABELS), "template": CLI_TEMPLATE,
+            "images": json.dumps(CLI_IMAGES), "torch": torch.__version__}
+    vl_convert.write_safetensors(path, {k: v.float().contiguous() if v.is_floating_point() else v.contiguous()
+                                        for k, v in tensors.items()}, dict(sorted(meta.items())))
+    print(f"  itc {tuple(tensors['itc_scores'].shape)} in [{itc.logits_per_image.min():.3f}, "
+          f"{itc.logits_per_image.max():.3f}], itm P(match) in [{tensors['itm_probabilities'].min():.3f}, "
+          f"{tensors['itm_probabilities'].max():.3f}]")
+
+
+def make_preprocess_fixture(path):
+    """PREP_IMAGES through BlipImageProcessorPil (and the torchvision-backend BlipImageProcessor, for
+    the record); see the module docstring."""
+    import zlib
+    from PIL import Image
+    from transformers import BlipImageProcessor
+    src = os.path.join(IMAGES_DIR, "data", "images")
+    if not os.path.isdir(src):
+        print(f"preprocess: {src} not found; preprocess.safetensors not written")
+        return
+    tensors, meta = {}, {"format_version": FORMAT_VERSION, "stride": str(PREP_STRIDE),
+                         "generator": "tools/reference/make_blip2_fixtures.py", "images": json.dumps(PREP_IMAGES)}
+    for name in PREP_IMAGES:
+        for size in PREP_SIZES.get(name, [224]):
+            p = os.path.join(src, name)
+            px, u8 = pil_blip_pixels([p], size)
+            x = px[0]
+            tv = BlipImageProcessor(size={"height": size, "width": size}, image_mean=vl_convert.OPENAI_MEAN,
+                                    image_std=vl_convert.OPENAI_STD)
+            y = tv(images=[Image.open(p).convert("RGB")], return_tensors="pt").pixel_values[0].float()
+            std = torch.tensor(vl_convert.OPENAI_STD)[:, None, None]
+            tv_levels = ((y - x).abs() * std * 255).max().item()
+            key = f"{os.path.splitext(name)[0]}_{size}"
+            tensors[key + ".samples"] = x.flatten()[::PREP_STRIDE].contiguous()
+            d = x.double()
+            meta[key] = json.dumps({"input": name, "size": size, "crc32": zlib.crc32(u8[0].tobytes()) & 0xFFFFFFFF,
+                                    "sum": d.sum().item(), "sumsq": (d * d).sum().item(), "min": d.min().item(),
+                                    "max": d.max().item(), "torchvision_backend_max_levels": round(tv_levels, 3)})
+            print(f"  {key}: torchvision-backend BlipImageProcessor differs from PIL by up to {tv_levels:.2f} levels")
+    vl_convert.write_safetensors(path, tensors, dict(sorted(meta.items())))
+
+
 # ---- conversion ------------------------------------------------------------------------------------------
 def save_hf_folder(model, folder, dtype):
     shutil.rmtree(folder, ignore_errors=True)
@@ -357,6 +506,16 @@ def make_small():
         back = Blip2ForImageTextRetrieval.from_pretrained(hf_dir, dtype=torch.float32).eval()
         out_back = reference(back, pixels, ids, mask)
         assert all(torch.equal(out[k], out_back[k]) for k in out), "hf/ does not reload to the same outputs"
+        print("hf: + BERT WordPiece tokenizer (vocab.txt, tokenizer_config.json); cli_reference.safetensors")
+        save_tokenizer(hf_dir, TINY["qformer_config"]["vocab_size"],
+                       TINY["qformer_config"]["max_position_embeddings"])
+        from transformers import BlipImageProcessor
+        size = TINY["vision_config"]["image_size"]
+        BlipImageProcessor(size={"height": size, "width": size}, image_mean=vl_convert.OPENAI_MEAN,
+                           image_std=vl_convert.OPENAI_STD).save_pretrained(hf_dir)
+        make_cli_reference(back, os.path.join(OUT, "cli_reference.safetensors"))
+        print("preprocess: BlipImageProcessorPil on the shared photos -> preprocess.safetensors")
+        make_preprocess_fixture(os.path.join(OUT, "preprocess.safetensors"))
 
         hf_conv = os.path.join(tmp, "hf.safetensors")
         run_convert(hf_dir, hf_conv)
