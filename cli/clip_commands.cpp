@@ -1,19 +1,28 @@
-// cli/clip_commands.cpp — the CLIP applications of the `vislang` binary: tokenize, embed, zero-shot,
-// similarity. (The benchmark, `vislang bench clip`, is in cli/bench_clip.cpp.)
+// cli/clip_commands.cpp — the vision-language applications of the `vislang` binary: tokenize, embed,
+// zero-shot, similarity, for CLIP and BLIP-2 retrieval models alike. (The benchmarks, `vislang bench
+// clip|blip2`, are in cli/bench_clip.cpp and cli/bench_blip2.cpp.)
 //
 //   vislang tokenize "a photo of a cat"                        → 49406 320 1125 539 320 2368 49407
-//   vislang embed --model M --images-dir photos/ --out e.npy   → (N, E) f32 matrix, bad files skipped
-//   vislang zero-shot --model M --image cat.jpg --labels cat,dog --templates imagenet
-//   vislang similarity --model M --image a.jpg b.jpg --text "a cat" "a dog"
+//   vislang embed --model M --images-dir photos/ --out e.npy   → CLIP (N, E), BLIP-2 (N, Q, E) f32
+//   vislang zero-shot --model M --image cat.jpg --labels cat,dog --templates imagenet [--score itm]
+//   vislang similarity --model M --image a.jpg b.jpg --text "a cat" "a dog" [--rerank 1]
 //
-// Each command is a thin layer over the library: preprocess_files (image/clip_preprocess.h) →
-// ClipModel::encode_image; ClipTokenizer::tokenize → ClipModel::encode_text; then the same
-// normalization and scaling as ClipModel::logits_per_image. Option parsing, tokenizer lookup and the
-// output formats live in cli/args.h and cli/clip_common.h.
+// Each command is a thin layer over the library, through cli/clip_common.h's one loading path
+// (load_vl_model: CLIP or BLIP-2 from the files): preprocess_files (image/clip_preprocess.h) →
+// encode_image; tokenize (BPE or WordPiece) → encode_text; then the model's own scoring:
+//   CLIP    logits = exp(logit_scale) · cos(image, text)          (ClipModel::logits_per_image)
+//   BLIP-2  itc    = max over the Q query embeddings of cos(query_q, text)   (Blip2Retrieval::itc_scores,
+//                    HF's logits_per_image with use_image_text_matching_head=False); probabilities =
+//                    softmax(itc / T) (T: --temperature, the model's own, or 1 as in HF's example)
+//           itm    = softmax(itm_head logits)[match] on [queries; text] (Blip2Retrieval::itm_logits);
+//                    --score itm scores every pair, --rerank K only the ITC top K (ITM costs one
+//                    Q-Former pass per pair; the image's vision features are computed once and reused).
+// Option parsing, tokenizer lookup and the output formats live in cli/args.h and cli/clip_common.h.
 //
 // Zero-shot follows OpenAI's ImageNet notebook (Prompt_Engineering_for_ImageNet.ipynb,
 // zeroshot_classifier): for each class, embed template.format(classname) for every template,
-// L2-normalize each, average, renormalize; probs = softmax(exp(logit_scale) · img · classesᵀ).
+// L2-normalize each, average, renormalize; CLIP: probs = softmax(exp(logit_scale) · img · classesᵀ);
+// BLIP-2: the same class embeddings give the ITC scores, and ITM averages P(match) over the templates.
 // Default template: "a photo of a {}." (the single prompt of the CLIP paper's README example);
 // "none" uses the bare label, "imagenet" / "cifar" the 80 / 18 templates of the notebooks.
 #include <algorithm>
@@ -21,6 +30,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <numeric>
 
 #include <nlohmann/json.hpp>
@@ -130,26 +140,32 @@ ArgParser embed_parser() {
   ArgParser p("embed",
               "--model M (--image PATH... | --images-dir DIR | --text T... | --texts-file F)\n"
               "                     [--batch N] [--normalize] [--out FILE.npy | --format jsonl] [--progress]",
-              "Writes one CLIP embedding per input: JSON lines {\"input\": ..., \"embedding\": [...]} (default,\n"
-              "to stdout or --out FILE), or an (N, E) float32 NumPy matrix with --out FILE.npy, rows in\n"
-              "input order. Images that cannot be read (missing, truncated, corrupt, unsupported) are\n"
-              "reported on stderr and skipped; the command then prints 'N embedded, M failed' and exits 0\n"
-              "when at least one input succeeded.");
+              "Writes one embedding per input: JSON lines {\"input\": ..., \"embedding\": [...]} (default,\n"
+              "to stdout or --out FILE), or a float32 NumPy array with --out FILE.npy, rows in input order.\n"
+              "CLIP: (E) per image or text, an (N, E) .npy. BLIP-2: an image is its Q query embeddings\n"
+              "(\"embedding\": Q lists of E, an (N, Q, E) .npy; 32 x 256 for blip2-itm-vit-g), a text one (E);\n"
+              "all L2-normalized as HF returns them (ITC = max over the queries of query . text).\n"
+              "Images that cannot be read (missing, truncated, corrupt, unsupported) are reported on stderr\n"
+              "and skipped; the command then prints 'N embedded, M failed' and exits 0 when at least one\n"
+              "input succeeded.");
   add_model_options(p, true);
   add_image_inputs(p, true);
   p.list("--text", "T", "texts", "inputs");
   p.value("--texts-file", "F", "one text per line (blank lines skipped)", "inputs");
   p.value("--batch", "N", "inputs per forward pass (default 32)", "run");
-  p.flag("--normalize", "L2-normalize each embedding (cosine similarity = dot product)", "output");
+  p.flag("--normalize", "L2-normalize each embedding (cosine similarity = dot product; BLIP-2's always are)", "output");
   p.value("--out", "FILE", "write to FILE (atomically) instead of stdout; FILE.npy means --format npy", "output");
   p.value("--format", "F", "jsonl (default) or npy (needs --out)", "output");
   p.flag("--progress", "show the progress bar on stderr even when it is not a terminal (default:\n"
                        "shown for --images-dir when stderr is a terminal)", "output");
   p.flag("--no-progress", "never show the progress bar", "output");
   p.epilog(
-      "Images are preprocessed as OpenAI's CLIP does (bicubic resize of the shorter side, center crop,\n"
-      "size/mean/std from the model config); Hugging Face's CLIPImageProcessor differs only in the crop\n"
-      "offset when the resized long side minus the size is 3 mod 4 (one pixel), see image/clip_preprocess.h.");
+      "Images are preprocessed as the model family's reference does. CLIP: OpenAI's bicubic resize of the\n"
+      "shorter side and center crop (size/mean/std from the model config); Hugging Face's\n"
+      "CLIPImageProcessor differs only in the crop offset when the resized long side minus the size is\n"
+      "3 mod 4 (one pixel), see image/clip_preprocess.h. BLIP-2: HF's BlipImageProcessor (PIL backend):\n"
+      "bicubic resize to size x size without a crop, CLIP's mean/std (preprocessor_config.json when the\n"
+      "model folder has one).");
   return p;
 }
 
@@ -173,21 +189,21 @@ int embed_main(const Parsed& a) {
   if (has_images) paths = image_inputs(a);
   else texts = text_inputs(a);
 
-  clip::ClipModel m = load_model(model, rt);
-  const int64_t E = m.config().projection_dim;
-  std::unique_ptr<ClipTokenizer> tok;
-  Tensor ids;
-  if (has_texts) {
-    tok = std::make_unique<ClipTokenizer>(load_tokenizer(a, model));
-    ids = tokenize_batch(*tok, texts, static_cast<int>(m.config().text.context_length), a.has("--truncate"));
-  }
+  TextTokenizer tok;
+  if (has_texts) tok = load_text_tokenizer(a, detect_family(model), model);
+  VlModel m = load_vl_model(model, rt);
+  const int64_t E = m.embed_dim();
+  // Vectors per input: BLIP-2 images are their Q query embeddings.
+  const int64_t Q = m.is_blip2() && has_images ? m.blip2->config().num_query_tokens : 1;
+  TextBatch tb;
+  if (has_texts) tb = tokenize_texts(m, tok, texts, a.has("--truncate"));
 
   const bool stream = format == "jsonl" && out_path.empty();
   std::string jsonl;        // --out FILE.jsonl
   std::vector<float> rows;  // npy
-  int64_t n_ok = 0, n_failed = 0;
+  int64_t n_ok = 0;
   auto emit = [&](const std::vector<std::string>& inputs, const Tensor& emb_t) {
-    std::vector<float> emb = emb_t.to_vector<float>();  // (n, E)
+    std::vector<float> emb = emb_t.to_vector<float>();  // (n, E) or (n, Q, E)
     if (normalize) l2_normalize_rows(emb, E);
     n_ok += static_cast<int64_t>(inputs.size());
     if (format == "npy") {
@@ -195,8 +211,16 @@ int embed_main(const Parsed& a) {
       return;
     }
     std::string chunk;
-    for (size_t i = 0; i < inputs.size(); ++i)
-      chunk += "{\"input\": " + json_string(inputs[i]) + ", \"embedding\": " + json_floats(&emb[i * E], E) + "}\n";
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      std::string v;
+      if (Q == 1) {
+        v = json_floats(&emb[i * E], E);
+      } else {
+        for (int64_t q = 0; q < Q; ++q) v += (q ? ", " : "[") + json_floats(&emb[(i * Q + q) * E], E);
+        v += "]";
+      }
+      chunk += "{\"input\": " + json_string(inputs[i]) + ", \"embedding\": " + v + "}\n";
+    }
     if (stream) std::cout << chunk << std::flush;
     else jsonl += chunk;
   };
@@ -204,36 +228,26 @@ int embed_main(const Parsed& a) {
   const int64_t total = has_images ? static_cast<int64_t>(paths.size()) : static_cast<int64_t>(texts.size());
   const bool progress_on = !a.has("--no-progress") && (a.has("--progress") || (a.has("--images-dir") && stderr_is_tty()));
   Progress progress(total, has_images ? "images" : "texts", progress_on);
+  int64_t n_failed = 0;
   if (has_images) {
-    PreprocessConfig pc = preprocess_config(m.config());
-    for (size_t b = 0; b < paths.size(); b += size_t(batch)) {
-      std::vector<std::string> chunk(paths.begin() + b, paths.begin() + std::min(paths.size(), b + size_t(batch)));
-      std::vector<PreprocessResult> res = preprocess_files(chunk, pc, rt.threads);
-      std::vector<std::string> ok;
-      for (const PreprocessResult& r : res) {
-        if (r.ok) {
-          ok.push_back(r.path);
-          continue;
-        }
-        ++n_failed;
-        if (progress.enabled() && stderr_is_tty()) std::cerr << "\r\033[K";
-        if (r.error.find(r.path) != std::string::npos) std::cerr << "vislang embed: skipped: " << r.error << "\n";
-        else std::cerr << "vislang embed: skipped " << r.path << ": " << r.error << "\n";
-      }
-      if (!ok.empty()) emit(ok, m.encode_image(stack_ok(res)).to(Device::cpu()));
-      progress.update(static_cast<int64_t>(std::min(paths.size(), b + size_t(batch))));
-    }
+    ImageEmbeddings r = encode_images(
+        m, paths, batch, rt.threads, "embed", false,
+        [&](const std::vector<std::string>& ok, const Tensor& emb, int64_t done) {
+          if (!ok.empty()) emit(ok, emb);
+          progress.update(done);
+        },
+        &progress);
+    n_failed = static_cast<int64_t>(r.failed.size());
   } else {
-    for (int64_t b = 0; b < ids.size(0); b += batch) {
-      int64_t n = std::min<int64_t>(batch, ids.size(0) - b);
-      std::vector<std::string> chunk(texts.begin() + b, texts.begin() + b + n);
-      emit(chunk, m.encode_text(ids.narrow(0, b, n).contiguous()).to(Device::cpu()));
+    for (int64_t b = 0; b < tb.size(); b += batch) {
+      const int64_t n = std::min<int64_t>(batch, tb.size() - b);
+      emit(std::vector<std::string>(texts.begin() + b, texts.begin() + b + n), encode_texts(m, tb.rows(b, n), batch));
       progress.update(b + n);
     }
   }
   progress.finish();
   if (n_ok == 0) VL_FAIL("none of the ", total, " images could be embedded (", n_failed, " failed); nothing written");
-  if (format == "npy") write_npy_f32(out_path, rows.data(), n_ok, E);
+  if (format == "npy") write_npy_f32(out_path, rows.data(), Q == 1 ? std::vector<int64_t>{n_ok, E} : std::vector<int64_t>{n_ok, Q, E});
   else if (!stream) write_file_atomic(out_path, jsonl);
   if (n_failed > 0 || progress.enabled())
     std::cerr << "vislang embed: " << n_ok << " embedded, " << n_failed << " failed"
@@ -248,8 +262,13 @@ ArgParser zero_shot_parser() {
               "                         [--templates FILE|imagenet|cifar|none|TEMPLATE] [--top-k 5] [--format table|jsonl]",
               "Zero-shot classification: the top-k labels of each image with their probabilities.\n"
               "Each label is embedded with every template (OpenAI's prompt ensembling: normalize each,\n"
-              "average, renormalize); probs = softmax(exp(logit_scale) * image . labels^T).");
+              "average, renormalize). CLIP: probs = softmax(exp(logit_scale) * image . labels^T).\n"
+              "BLIP-2: itc = the best cosine over the image's query embeddings, probs = softmax(itc / T);\n"
+              "--score itm ranks by the ITM head's P(match) (averaged over the templates), --rerank K\n"
+              "re-scores only the ITC top K labels with ITM (they come first, by P(match)).");
   add_model_options(p, true);
+  add_blip2_score_options(p, "BLIP-2 only: ITC ranks the labels, ITM re-scores the top K of each image\n"
+                             "(implies --score itm)");
   add_image_inputs(p, true);
   p.list("--labels", "a,b,c", "class names, comma-separated (may be repeated)", "classes");
   p.value("--labels-file", "F", "one class name per line", "classes");
@@ -261,7 +280,8 @@ ArgParser zero_shot_parser() {
           "classes");
   p.value("--prompts", "PATH", "zero_shot_prompts.json for imagenet/cifar (default: <shared>/data/clip/)", "classes");
   p.value("--top-k", "K", "labels shown per image (default 5; at most the number of labels)", "output");
-  p.value("--format", "F", "table (default) or jsonl: {\"input\", \"labels\", \"probs\"} per image", "output");
+  p.value("--format", "F", "table (default) or jsonl: {\"input\", \"labels\", \"probs\"} per image (BLIP-2:\n"
+                          "also \"itc\", and \"itm\" with --score itm / --rerank, null where not computed)", "output");
   p.value("--batch", "N", "images or prompts per forward pass (default 32)", "run");
   return p;
 }
@@ -339,6 +359,48 @@ std::vector<std::string> resolve_templates(const Parsed& a) {
   return out;
 }
 
+// BLIP-2 label scores of one image: ITC for every label; ITM (averaged over the templates) for every
+// label (rerank 0) or for the ITC top `rerank`. Returns the label order: ITM-scored labels by
+// P(match), then the rest by ITC.
+struct LabelScores {
+  std::vector<float> itc, probs, itm;  // (C); itm NaN where not computed
+  std::vector<int64_t> order;
+};
+
+std::vector<int64_t> argsort_desc(const float* v, int64_t n) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t x, int64_t y) { return v[x] > v[y]; });
+  return idx;
+}
+
+LabelScores blip2_label_scores(const blip2::Blip2Retrieval& m, const Blip2Scoring& sc, const float* itc, const float* probs,
+                               int64_t C, int64_t T, const Tensor& features, const TextBatch& prompts, int batch) {
+  LabelScores r;
+  r.itc.assign(itc, itc + C);
+  r.probs.assign(probs, probs + C);
+  r.itm.assign(size_t(C), std::numeric_limits<float>::quiet_NaN());
+  std::vector<int64_t> by_itc = argsort_desc(itc, C);
+  if (!sc.itm) {
+    r.order = by_itc;
+    return r;
+  }
+  const int64_t K = sc.rerank > 0 ? std::min<int64_t>(sc.rerank, C) : C;
+  std::vector<int64_t> rows;  // the prompts (label c: rows c·T .. c·T + T-1) of the labels to score
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t t = 0; t < T; ++t) rows.push_back(by_itc[size_t(k)] * T + t);
+  std::vector<float> p = itm_scores(m, features, prompts, rows, batch);
+  for (int64_t k = 0; k < K; ++k) {
+    double sum = 0;
+    for (int64_t t = 0; t < T; ++t) sum += p[size_t(k * T + t)];
+    r.itm[size_t(by_itc[size_t(k)])] = float(sum / double(T));
+  }
+  r.order.assign(by_itc.begin(), by_itc.begin() + K);
+  std::stable_sort(r.order.begin(), r.order.end(), [&](int64_t x, int64_t y) { return r.itm[size_t(x)] > r.itm[size_t(y)]; });
+  r.order.insert(r.order.end(), by_itc.begin() + K, by_itc.end());
+  return r;
+}
+
 int zero_shot_main(const Parsed& a) {
   const std::string model = model_path(a);
   if (!a.has("--image") && !a.has("--images-dir")) throw UsageError("no image: give --image PATH... or --images-dir DIR");
@@ -356,47 +418,90 @@ int zero_shot_main(const Parsed& a) {
   const std::string format = a.get("--format", "table");
   if (format != "table" && format != "jsonl") throw UsageError(str("--format must be table or jsonl, got '", format, "'"));
   const int batch = static_cast<int>(a.get_int("--batch", kDefaultBatch, 1, 1 << 20));
+  const Family family = detect_family(model);
+  Blip2Scoring sc = parse_blip2_scoring(a, family, model);
   const std::vector<std::string> templates = resolve_templates(a);
 
   Runtime rt = apply_runtime_options(a);
   std::vector<std::string> paths = image_inputs(a);
-  clip::ClipModel m = load_model(model, rt);
-  ClipTokenizer tok = load_tokenizer(a, model);
+  TextTokenizer tok = load_text_tokenizer(a, family, model);
+  VlModel m = load_vl_model(model, rt);
 
-  // Class embeddings: (C·T) prompts → (C, T, E) → normalize → mean over T → (C, E).
+  // Class embeddings: (C·T) prompts → (C, T, E) → normalize → mean over T → (C, E); renormalized below.
   const int64_t C = static_cast<int64_t>(labels.size()), T = static_cast<int64_t>(templates.size());
   std::vector<std::string> prompts;
   for (const std::string& l : labels)
     for (const std::string& t : templates) prompts.push_back(format_template(t, l));
-  Tensor txt = encode_texts(m, tok, prompts, batch, a.has("--truncate"));  // (C·T, E)
+  const TextBatch tb = tokenize_texts(m, tok, prompts, a.has("--truncate"));  // all first: fails before any work
+  Tensor txt = encode_texts(m, tb, batch);  // (C·T, E)
   const int64_t E = txt.size(1);
-  Tensor classes = ops::mean(ops::l2_normalize(txt.view({C, T, E}), -1), 1);  // (C, E); renormalized below
+  Tensor classes = ops::mean(ops::l2_normalize(txt.view({C, T, E}), -1), 1);  // (C, E)
 
-  ImageEmbeddings img = encode_images(m, paths, batch, rt.threads, "zero-shot");
+  ImageEmbeddings img = encode_images(m, paths, batch, rt.threads, "zero-shot", /*keep_features=*/sc.itm);
   VL_CHECK(img.emb.defined(), "none of the ", paths.size(), " images could be read");
-  // logits_per_image L2-normalizes both sides (the renormalization of the class means).
-  Tensor probs = ops::softmax(m.logits_per_image(img.emb, classes), -1);  // (N, C)
-  ops::TopK top = ops::topk(probs, top_k, -1);
-  std::vector<float> pv = top.values.to_vector<float>();
-  std::vector<int64_t> pi = top.indices.to_vector<int64_t>();
+  const size_t N = img.ok_paths.size();
+  std::vector<LabelScores> scores(N);
+  if (m.is_blip2()) {
+    resolve_temperature(sc, *m.blip2);
+    Tensor itc = m.blip2->itc_scores(img.emb, ops::l2_normalize(classes, -1));  // (N, C) cosines
+    Tensor probs = ops::softmax(ops::mul(itc, 1.0 / sc.temperature), -1);
+    std::vector<float> iv = itc.to_vector<float>(), pv = probs.to_vector<float>();
+    for (size_t i = 0; i < N; ++i)
+      scores[i] = blip2_label_scores(*m.blip2, sc, &iv[i * C], &pv[i * C], C, T,
+                                     sc.itm ? img.features.narrow(0, int64_t(i), 1) : Tensor(), tb, batch);
+  } else {
+    // logits_per_image L2-normalizes both sides (the renormalization of the class means).
+    std::vector<float> pv = ops::softmax(m.clip->logits_per_image(img.emb, classes), -1).to_vector<float>();  // (N, C)
+    for (size_t i = 0; i < N; ++i) {
+      scores[i].probs.assign(&pv[i * C], &pv[i * C] + C);
+      scores[i].order = argsort_desc(&pv[i * C], C);
+    }
+  }
 
   std::string out;
-  for (size_t i = 0; i < img.ok_paths.size(); ++i) {
+  if (format == "table" && m.is_blip2()) {
+    char t[32];
+    std::snprintf(t, sizeof t, "%.4g", sc.temperature);
+    out += str("BLIP-2: itc = the best query cosine; % = softmax over the labels of itc / ", t,
+               !sc.itm ? std::string() : sc.rerank > 0 ? str("; ITM P(match) for the ITC top ", sc.rerank)
+                                                      : std::string("; ranked by ITM P(match)"), "\n");
+  }
+  for (size_t i = 0; i < N; ++i) {
+    const LabelScores& r = scores[i];
     if (format == "jsonl") {
-      std::string ls = "[", ps = "[";
+      std::vector<float> p, itc, itm;
+      std::string ls = "[";
       for (int k = 0; k < top_k; ++k) {
-        ls += (k ? ", " : "") + json_string(labels[pi[i * top_k + k]]);
-        char buf[32];
-        std::snprintf(buf, sizeof buf, k ? ", %.9g" : "%.9g", double(pv[i * top_k + k]));
-        ps += buf;
+        const size_t c = size_t(r.order[size_t(k)]);
+        ls += (k ? ", " : "") + json_string(labels[c]);
+        p.push_back(r.probs[c]);
+        if (m.is_blip2()) itc.push_back(r.itc[c]), itm.push_back(r.itm[c]);
       }
-      out += "{\"input\": " + json_string(img.ok_paths[i]) + ", \"labels\": " + ls + "], \"probs\": " + ps + "]}\n";
-    } else {
-      out += (i ? "\n" : "") + img.ok_paths[i] + "\n";
-      for (int k = 0; k < top_k; ++k) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "  %2d. %6.2f%%  ", k + 1, 100.0 * pv[i * top_k + k]);
-        out += buf + labels[pi[i * top_k + k]] + "\n";
+      out += "{\"input\": " + json_string(img.ok_paths[i]) + ", \"labels\": " + ls + "], \"probs\": " + json_floats(p.data(), top_k);
+      if (m.is_blip2()) {
+        out += ", \"itc\": " + json_floats(itc.data(), top_k);
+        if (sc.itm) out += ", \"itm\": " + json_floats(itm.data(), top_k);
+        char t[64];
+        std::snprintf(t, sizeof t, ", \"score\": \"%s\", \"temperature\": %.9g", sc.itm ? "itm" : "itc", sc.temperature);
+        out += t;
+      }
+      out += "}\n";
+      continue;
+    }
+    out += (i ? "\n" : "") + img.ok_paths[i] + "\n";
+    for (int k = 0; k < top_k; ++k) {
+      const size_t c = size_t(r.order[size_t(k)]);
+      char buf[128];
+      if (!m.is_blip2()) {
+        std::snprintf(buf, sizeof buf, "  %2d. %6.2f%%  ", k + 1, 100.0 * r.probs[c]);
+        out += buf + labels[c] + "\n";
+      } else if (sc.itm) {
+        if (std::isnan(r.itm[c])) std::snprintf(buf, sizeof buf, "  %2d. P(match)      -  %6.2f%%  itc %.4f  ", k + 1, 100.0 * r.probs[c], r.itc[c]);
+        else std::snprintf(buf, sizeof buf, "  %2d. P(match) %.4f  %6.2f%%  itc %.4f  ", k + 1, r.itm[c], 100.0 * r.probs[c], r.itc[c]);
+        out += buf + labels[c] + "\n";
+      } else {
+        std::snprintf(buf, sizeof buf, "  %2d. %6.2f%%  itc %.4f  ", k + 1, 100.0 * r.probs[c], r.itc[c]);
+        out += buf + labels[c] + "\n";
       }
     }
   }
@@ -408,16 +513,23 @@ int zero_shot_main(const Parsed& a) {
 
 // ---- similarity ---------------------------------------------------------------------------------
 ArgParser similarity_parser() {
-  ArgParser p("similarity", "--model M --image PATH... --text T... [--probs] [--format table|jsonl]",
-              "Prints the logits matrix, rows images and columns texts:\n"
+  ArgParser p("similarity", "--model M --image PATH... --text T... [--probs] [--score itc|itm] [--format table|jsonl]",
+              "Prints a matrix, rows images and columns texts. CLIP: the logits\n"
               "  logits[i][t] = exp(logit_scale) * cos(image_i, text_t)   (CLIP's logits_per_image)\n"
-              "With --probs, the softmax of each row (which text fits each image best).");
+              "BLIP-2: the ITC scores, itc[i][t] = max over the image's query embeddings q of cos(q, text_t)\n"
+              "(HF's logits_per_image); --score itm: the ITM head's P(match); --rerank K: P(match) for the\n"
+              "K best texts of each image by ITC ('-' for the others).\n"
+              "With --probs, the softmax of each row (which text fits each image best) of the logits, or\n"
+              "of itc / T for BLIP-2.");
   add_model_options(p, true);
   add_image_inputs(p, true);
   p.list("--text", "T", "texts", "inputs");
   p.value("--texts-file", "F", "one text per line (blank lines skipped)", "inputs");
-  p.flag("--probs", "print softmax over the texts of each row instead of logits", "output");
-  p.value("--format", "F", "table (default) or jsonl: {\"input\", \"texts\", \"logits\"} per image", "output");
+  add_blip2_score_options(p, "BLIP-2 only: ITM P(match) for each image's ITC top K texts only (implies --score itm)");
+  p.flag("--probs", "print softmax over the texts of each row instead of logits / ITC scores", "output");
+  p.value("--format", "F", "table (default) or jsonl: {\"input\", \"texts\", \"logits\"} per image (BLIP-2:\n"
+                          "\"itc\", \"probs\" with --probs, \"itm\" with --score itm / --rerank, null where not computed)",
+          "output");
   p.value("--batch", "N", "inputs per forward pass (default 32)", "run");
   return p;
 }
@@ -437,34 +549,73 @@ int similarity_main(const Parsed& a) {
   if (format != "table" && format != "jsonl") throw UsageError(str("--format must be table or jsonl, got '", format, "'"));
   const int batch = static_cast<int>(a.get_int("--batch", kDefaultBatch, 1, 1 << 20));
   const bool probs = a.has("--probs");
+  const Family family = detect_family(model);
+  Blip2Scoring sc = parse_blip2_scoring(a, family, model);
 
   Runtime rt = apply_runtime_options(a);
   std::vector<std::string> paths = image_inputs(a), texts = text_inputs(a);
-  clip::ClipModel m = load_model(model, rt);
-  ClipTokenizer tok = load_tokenizer(a, model);
-  Tensor txt = encode_texts(m, tok, texts, batch, a.has("--truncate"));
-  ImageEmbeddings img = encode_images(m, paths, batch, rt.threads, "similarity");
+  TextTokenizer tok = load_text_tokenizer(a, family, model);
+  VlModel m = load_vl_model(model, rt);
+  const TextBatch tb = tokenize_texts(m, tok, texts, a.has("--truncate"));
+  Tensor txt = encode_texts(m, tb, batch);
+  ImageEmbeddings img = encode_images(m, paths, batch, rt.threads, "similarity", /*keep_features=*/sc.itm);
   VL_CHECK(img.emb.defined(), "none of the ", paths.size(), " images could be read");
-  Tensor logits = m.logits_per_image(img.emb, txt);  // (N, T)
-  if (probs) logits = ops::softmax(logits, -1);
-  std::vector<float> v = logits.to_vector<float>();
   const size_t N = img.ok_paths.size(), T = texts.size();
+
+  // What the table shows (`v`), and for BLIP-2 JSON lines every score that was computed.
+  std::vector<float> v, itc, itm, pr;
+  std::string what;
+  if (m.is_blip2()) {
+    resolve_temperature(sc, *m.blip2);
+    Tensor s = m.blip2->itc_scores(img.emb, txt);  // (N, T)
+    itc = s.to_vector<float>();
+    if (probs) pr = ops::softmax(ops::mul(s, 1.0 / sc.temperature), -1).to_vector<float>();
+    if (sc.itm) {
+      itm.assign(N * T, std::numeric_limits<float>::quiet_NaN());
+      for (size_t i = 0; i < N; ++i) {
+        std::vector<int64_t> rows = argsort_desc(&itc[i * T], int64_t(T));
+        if (sc.rerank > 0 && size_t(sc.rerank) < T) rows.resize(size_t(sc.rerank));
+        std::vector<float> p = itm_scores(*m.blip2, img.features.narrow(0, int64_t(i), 1), tb, rows, batch);
+        for (size_t k = 0; k < rows.size(); ++k) itm[i * T + size_t(rows[k])] = p[k];
+      }
+    }
+    char t[32];
+    std::snprintf(t, sizeof t, "%.4g", sc.temperature);
+    what = sc.itm ? (sc.rerank > 0 ? str("BLIP-2 ITM P(match) of each image's ITC top ", sc.rerank, " texts")
+                                   : std::string("BLIP-2 ITM P(match)"))
+                  : probs ? str("softmax over texts of BLIP-2 itc / ", t)
+                          : std::string("BLIP-2 itc: the best cosine over the query embeddings");
+    v = sc.itm ? itm : probs ? pr : itc;
+  } else {
+    Tensor logits = m.clip->logits_per_image(img.emb, txt);  // (N, T)
+    if (probs) logits = ops::softmax(logits, -1);
+    v = logits.to_vector<float>();
+    char t[96];
+    std::snprintf(t, sizeof t, "%s, exp(logit_scale) = %.4g", probs ? "softmax over texts of the logits" : "logits",
+                  std::exp(m.clip->logit_scale()));
+    what = t;
+  }
 
   std::string out;
   if (format == "jsonl") {
     std::string ts = "[";
     for (size_t t = 0; t < T; ++t) ts += (t ? ", " : "") + json_string(texts[t]);
     ts += "]";
-    for (size_t i = 0; i < N; ++i)
-      out += "{\"input\": " + json_string(img.ok_paths[i]) + ", \"texts\": " + ts + ", \"" +
-             (probs ? "probs" : "logits") + "\": " + json_floats(&v[i * T], int64_t(T)) + "}\n";
+    for (size_t i = 0; i < N; ++i) {
+      out += "{\"input\": " + json_string(img.ok_paths[i]) + ", \"texts\": " + ts;
+      if (!m.is_blip2()) {
+        out += str(", \"", probs ? "probs" : "logits", "\": ") + json_floats(&v[i * T], int64_t(T));
+      } else {
+        out += ", \"itc\": " + json_floats(&itc[i * T], int64_t(T));
+        if (probs) out += ", \"probs\": " + json_floats(&pr[i * T], int64_t(T));
+        if (sc.itm) out += ", \"itm\": " + json_floats(&itm[i * T], int64_t(T));
+      }
+      out += "}\n";
+    }
     std::cout << out;
     return 0;
   }
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%s, exp(logit_scale) = %.4g\n", probs ? "softmax over texts of the logits" : "logits",
-                std::exp(m.logit_scale()));
-  out += buf;
+  out += what + "\n";
   size_t w0 = 5;
   for (const std::string& p : img.ok_paths) w0 = std::max(w0, std::min<size_t>(p.size(), 40));
   std::vector<std::string> heads;
@@ -476,11 +627,14 @@ int similarity_main(const Parsed& a) {
   out += std::string(w0, ' ');
   for (size_t t = 0; t < T; ++t) out += "  " + std::string(widths[t] - heads[t].size(), ' ') + heads[t];
   out += "\n";
+  const bool four = probs || m.is_blip2();  // probabilities and cosines: 4 decimals; CLIP logits: 3
+  char buf[96];
   for (size_t i = 0; i < N; ++i) {
     std::string name = img.ok_paths[i].size() > 40 ? "..." + img.ok_paths[i].substr(img.ok_paths[i].size() - 37) : img.ok_paths[i];
     out += name + std::string(w0 > name.size() ? w0 - name.size() : 0, ' ');
     for (size_t t = 0; t < T; ++t) {
-      std::snprintf(buf, sizeof buf, probs ? "%*.4f" : "%*.3f", int(widths[t]), double(v[i * T + t]));
+      if (std::isnan(v[i * T + t])) std::snprintf(buf, sizeof buf, "%*s", int(widths[t]), "-");
+      else std::snprintf(buf, sizeof buf, four ? "%*.4f" : "%*.3f", int(widths[t]), double(v[i * T + t]));
       out += "  " + std::string(buf);
     }
     out += "\n";

@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -72,8 +74,8 @@ std::string shared_dir_search_description() {
 // ---- common model options ----------------------------------------------------------------------
 void add_model_options(ArgParser& p, bool with_tokenizer) {
   p.value("--model", "M",
-          "a Hugging Face CLIP folder (config.json + model.safetensors) or a .safetensors\n"
-          "converted by tools/convert.py",
+          "a Hugging Face CLIP or BLIP-2 retrieval folder (config.json + model.safetensors) or a\n"
+          ".safetensors converted by tools/convert.py; the family is read from the files",
           "model");
   p.alias("-m");
   p.value("--device", "DEV", "cpu (default), cuda or cuda:N", "model");
@@ -85,8 +87,12 @@ void add_model_options(ArgParser& p, bool with_tokenizer) {
             "(default: the model folder's vocab.json + merges.txt, $VISLANG_BPE, then\n"
             "<shared>/data/clip/bpe_simple_vocab_16e6.txt.gz)",
             "model");
-    p.flag("--truncate", "cut texts longer than the context length (keep the first tokens, end with EOT)\n"
-                         "instead of failing", "model");
+    p.value("--vocab", "PATH",
+            "BLIP-2 tokenizer: a BERT vocab.txt or a folder with vocab.txt (+ tokenizer_config.json)\n"
+            "(default: the model folder's)",
+            "model");
+    p.flag("--truncate", "cut texts longer than the context length (keep the first tokens, end with EOT\n"
+                         "or [SEP]) instead of failing", "model");
   }
 }
 
@@ -121,7 +127,8 @@ std::string model_path(const Parsed& a) {
   return m;
 }
 
-clip::ClipModel load_model(const std::string& path, const Runtime& rt) {
+namespace {
+void check_model_exists(const std::string& path) {
   if (!exists(path)) {
     bool preset = false;
     try {
@@ -131,9 +138,14 @@ clip::ClipModel load_model(const std::string& path, const Runtime& rt) {
     }
     VL_FAIL("model '", path, "' does not exist",
             preset ? " (preset names such as ViT-B/32 mean random weights and are accepted only by 'vislang bench clip')"
-                   : " (expected a Hugging Face CLIP folder with config.json + model.safetensors, or a .safetensors "
-                     "converted by tools/convert.py)");
+                   : " (expected a Hugging Face CLIP or BLIP-2 folder with config.json + model.safetensors, or a "
+                     ".safetensors converted by tools/convert.py)");
   }
+}
+}  // namespace
+
+clip::ClipModel load_model(const std::string& path, const Runtime& rt) {
+  check_model_exists(path);
   return clip::ClipModel::load(path, rt.device, rt.dtype);
 }
 
@@ -195,6 +207,65 @@ ClipTokenizer load_tokenizer(const Parsed& a, const std::string& model) {
 
 std::string tokenizer_source(const Parsed& a, const std::string& model) { return resolve_tokenizer(a, model).description; }
 
+// ---- one loading path for CLIP and BLIP-2 ---------------------------------------------------------
+Family detect_family(const std::string& path) {
+  return blip2::is_blip2_checkpoint(path) ? Family::BLIP2 : Family::CLIP;
+}
+
+std::string VlModel::describe() const { return str(is_blip2() ? "BLIP-2" : "CLIP", " model '", path, "'"); }
+
+PreprocessConfig VlModel::preprocess() const {
+  return is_blip2() ? blip2->config().image_preprocess() : preprocess_config(clip->config());
+}
+
+int64_t VlModel::embed_dim() const {
+  return is_blip2() ? blip2->config().image_text_hidden_size : clip->config().projection_dim;
+}
+
+VlModel load_vl_model(const std::string& path, const Runtime& rt) {
+  VlModel m;
+  m.path = path;
+  m.family = detect_family(path);
+  if (m.is_blip2()) m.blip2 = std::make_shared<const blip2::Blip2Retrieval>(blip2::Blip2Retrieval::load(path, rt.device, rt.dtype));
+  else m.clip = std::make_shared<const clip::ClipModel>(load_model(path, rt));
+  return m;
+}
+
+WordPieceTokenizer load_wordpiece(const Parsed& a, const std::string& model) {
+  if (a.has("--vocab")) {
+    const std::string v = a.get("--vocab");
+    VL_CHECK(exists(v), "--vocab ", v, " does not exist");
+    if (is_dir(v)) {
+      VL_CHECK(is_file(v + "/vocab.txt"), "--vocab ", v, " is a folder without vocab.txt");
+      return WordPieceTokenizer::from_folder(v);
+    }
+    return WordPieceTokenizer::from_vocab(v);
+  }
+  if (is_dir(model) && is_file(model + "/vocab.txt")) return WordPieceTokenizer::from_folder(model);
+  VL_FAIL("no tokenizer for the BLIP-2 model '", model, "': ",
+          is_dir(model) ? "the folder has no vocab.txt" : "a converted .safetensors carries no tokenizer",
+          ". Pass --vocab PATH: the vocab.txt (or the folder with vocab.txt + tokenizer_config.json) of the "
+          "model's BERT tokenizer, e.g. the Hugging Face Salesforce/blip2-itm-vit-g folder (bert-base-uncased's "
+          "vocabulary)");
+}
+
+TextTokenizer load_text_tokenizer(const Parsed& a, Family family, const std::string& model) {
+  check_model_exists(model);  // the more useful message first
+  TextTokenizer t;
+  if (family == Family::BLIP2) {
+    if (a.has("--bpe"))
+      throw UsageError(str("--bpe is CLIP's tokenizer; the BLIP-2 model '", model, "' uses BERT WordPiece: give --vocab PATH"));
+    t.wordpiece = std::make_shared<const WordPieceTokenizer>(load_wordpiece(a, model));
+    t.source = a.has("--vocab") ? a.get("--vocab") + " (--vocab)" : model + "/vocab.txt (the model folder)";
+    return t;
+  }
+  if (a.has("--vocab"))
+    throw UsageError(str("--vocab is BLIP-2's WordPiece vocabulary; the CLIP model '", model, "' uses BPE: give --bpe PATH"));
+  t.clip = std::make_shared<const ClipTokenizer>(load_tokenizer(a, model));
+  t.source = tokenizer_source(a, model);
+  return t;
+}
+
 PreprocessConfig preprocess_config(const clip::ClipConfig& c) {
   PreprocessConfig p;
   p.size = static_cast<int>(c.preprocess.size);
@@ -231,41 +302,149 @@ Tensor tokenize_batch(const ClipTokenizer& tok, const std::vector<std::string>& 
   return Tensor::from_vector(ids, {N, T}, DType::I32);
 }
 
-Tensor encode_texts(const clip::ClipModel& m, const ClipTokenizer& tok, const std::vector<std::string>& texts,
-                    int batch, bool truncate) {
-  const int ctx = static_cast<int>(m.config().text.context_length);
-  Tensor ids = tokenize_batch(tok, texts, ctx, truncate);  // all first: a bad text fails before any work
-  std::vector<Tensor> parts;
-  for (int64_t b = 0; b < ids.size(0); b += batch) {
-    int64_t n = std::min<int64_t>(batch, ids.size(0) - b);
-    parts.push_back(m.encode_text(ids.narrow(0, b, n).contiguous()).to(Device::cpu()));
+TextBatch TextBatch::rows(int64_t start, int64_t n) const {
+  return {ids.narrow(0, start, n).contiguous(), mask.defined() ? mask.narrow(0, start, n).contiguous() : Tensor()};
+}
+
+TextBatch TextBatch::select(const std::vector<int64_t>& r) const {
+  Tensor idx = Tensor::from_vector(r, {int64_t(r.size())});
+  return {ops::index_select(ids, 0, idx), mask.defined() ? ops::index_select(mask, 0, idx) : Tensor()};
+}
+
+TextBatch tokenize_texts(const VlModel& m, const TextTokenizer& tok, const std::vector<std::string>& texts,
+                         bool truncate) {
+  if (m.is_blip2()) {
+    VL_CHECK(tok.wordpiece != nullptr, m.describe(), " needs its WordPiece tokenizer");
+    WordPieceTokenizer::Batch b = m.blip2->tokenize(*tok.wordpiece, texts, truncate);
+    return {b.ids, b.attention_mask};
   }
-  if (parts.empty()) return Tensor::zeros({0, m.config().projection_dim});
+  VL_CHECK(tok.clip != nullptr, m.describe(), " needs its BPE tokenizer");
+  return {tokenize_batch(*tok.clip, texts, static_cast<int>(m.clip->config().text.context_length), truncate), Tensor()};
+}
+
+Tensor encode_texts(const VlModel& m, const TextBatch& texts, int batch) {
+  std::vector<Tensor> parts;
+  for (int64_t b = 0; b < texts.size(); b += batch) {
+    const TextBatch t = texts.rows(b, std::min<int64_t>(batch, texts.size() - b));
+    parts.push_back((m.is_blip2() ? m.blip2->encode_text(t.ids, t.mask) : m.clip->encode_text(t.ids)).to(Device::cpu()));
+  }
+  if (parts.empty()) return Tensor::zeros({0, m.embed_dim()});
   return parts.size() == 1 ? parts[0] : ops::concat(parts, 0);
 }
 
-ImageEmbeddings encode_images(const clip::ClipModel& m, const std::vector<std::string>& paths, int batch, int threads,
-                              const std::string& command) {
+Tensor encode_texts(const VlModel& m, const TextTokenizer& tok, const std::vector<std::string>& texts, int batch,
+                    bool truncate) {
+  return encode_texts(m, tokenize_texts(m, tok, texts, truncate), batch);  // all tokenized first: fails before any work
+}
+
+ImageEmbeddings encode_images(const VlModel& m, const std::vector<std::string>& paths, int batch, int threads,
+                              const std::string& command, bool keep_features, const ImageBatchFn& on_batch,
+                              const Progress* progress) {
   ImageEmbeddings out;
-  PreprocessConfig pc = preprocess_config(m.config());
-  std::vector<Tensor> parts;
+  const PreprocessConfig pc = m.preprocess();
+  std::vector<Tensor> parts, feats;
   for (size_t b = 0; b < paths.size(); b += size_t(batch)) {
-    std::vector<std::string> chunk(paths.begin() + b, paths.begin() + std::min(paths.size(), b + size_t(batch)));
+    const size_t end = std::min(paths.size(), b + size_t(batch));
+    std::vector<std::string> chunk(paths.begin() + b, paths.begin() + end), ok;
     std::vector<PreprocessResult> res = preprocess_files(chunk, pc, threads);
-    bool any = false;
     for (const PreprocessResult& r : res) {
       if (r.ok) {
-        out.ok_paths.push_back(r.path);
-        any = true;
+        ok.push_back(r.path);
+        continue;
+      }
+      out.failed.emplace_back(r.path, r.error);
+      if (progress && progress->enabled() && stderr_is_tty()) std::cerr << "\r\033[K";  // clear the bar's line
+      if (r.error.find(r.path) != std::string::npos) std::cerr << "vislang " << command << ": skipped: " << r.error << "\n";
+      else std::cerr << "vislang " << command << ": skipped " << r.path << ": " << r.error << "\n";
+    }
+    Tensor emb;
+    if (!ok.empty()) {
+      Tensor px = stack_ok(res);  // (n, 3, S, S)
+      if (m.is_blip2()) {
+        Tensor f = m.blip2->vision_features(px);  // (n, 1 + P, Cv)
+        emb = m.blip2->image_embeds(m.blip2->query_features(f)).to(Device::cpu());  // (n, Q, E)
+        if (keep_features) feats.push_back(f.to(Device::cpu()));
       } else {
-        out.failed.emplace_back(r.path, r.error);
-        if (r.error.find(r.path) != std::string::npos) std::cerr << "vislang " << command << ": skipped: " << r.error << "\n";
-        else std::cerr << "vislang " << command << ": skipped " << r.path << ": " << r.error << "\n";
+        emb = m.clip->encode_image(px).to(Device::cpu());  // (n, E)
       }
     }
-    if (any) parts.push_back(m.encode_image(stack_ok(res)).to(Device::cpu()));
+    if (on_batch) {
+      on_batch(ok, emb, int64_t(end));  // emb undefined when no image of the batch could be read
+    } else if (emb.defined()) {
+      parts.push_back(emb);
+    }
+    out.ok_paths.insert(out.ok_paths.end(), ok.begin(), ok.end());
   }
   if (!parts.empty()) out.emb = parts.size() == 1 ? parts[0] : ops::concat(parts, 0);
+  if (!feats.empty()) out.features = feats.size() == 1 ? feats[0] : ops::concat(feats, 0);
+  return out;
+}
+
+// ---- BLIP-2 scoring -----------------------------------------------------------------------------
+void add_blip2_score_options(ArgParser& p, const std::string& rerank_help, bool with_temperature) {
+  p.value("--score", "S",
+          "BLIP-2 only. itc (default): the image-text contrastive score, the best cosine over the\n"
+          "32 query embeddings; itm: the image-text matching head's P(match) (a Q-Former pass per pair)",
+          "scoring");
+  p.value("--rerank", "K", rerank_help, "scoring");
+  if (with_temperature)
+    p.value("--temperature", "T",
+            "BLIP-2 only: ITC probabilities are softmax(itc / T) (default: the model's learned\n"
+            "temperature when the file has one (LAVIS), else 1, as HF's example softmaxes the cosines)",
+            "scoring");
+}
+
+Blip2Scoring parse_blip2_scoring(const Parsed& a, Family family, const std::string& model) {
+  Blip2Scoring s;
+  const std::string score = a.get("--score", "itc");
+  if (score != "itc" && score != "itm") throw UsageError(str("--score must be itc or itm, got '", score, "'"));
+  s.itm = score == "itm" || a.has("--rerank");
+  if (a.has("--rerank")) {
+    if (a.has("--score") && score == "itc")
+      throw UsageError("--rerank re-scores the ITC top K with ITM; it cannot go with --score itc");
+    s.rerank = a.get_int("--rerank", 0, 0, 1 << 30);
+    if (s.rerank == 0)
+      throw UsageError("--rerank K re-scores the ITC top K with ITM, so K must be at least 1 (got 0); "
+                       "for ITC alone leave --rerank out");
+  }
+  if (a.has("--temperature")) {
+    const std::string t = a.get("--temperature");
+    try {
+      size_t pos = 0;
+      s.temperature = std::stod(t, &pos);
+      if (pos != t.size()) throw std::invalid_argument(t);
+    } catch (const std::exception&) {
+      throw UsageError(str("--temperature must be a number, got '", t, "'"));
+    }
+    if (!(s.temperature > 0) || !std::isfinite(s.temperature))
+      throw UsageError(str("--temperature must be > 0, got '", t, "'"));
+    s.temperature_given = true;
+  }
+  if (family == Family::CLIP) {
+    const char* opt = score == "itm" ? "--score itm" : a.has("--rerank") ? "--rerank" : a.has("--temperature") ? "--temperature" : nullptr;
+    if (opt)
+      throw UsageError(str(opt, " needs a BLIP-2 retrieval model (an ITM head and ITC query embeddings); '", model,
+                           "' is a CLIP model, which scores by its cosine logits only"));
+  }
+  return s;
+}
+
+void resolve_temperature(Blip2Scoring& s, const blip2::Blip2Retrieval& m) {
+  if (!s.temperature_given) s.temperature = std::isfinite(m.temperature()) && m.temperature() > 0 ? m.temperature() : 1.0;
+}
+
+std::vector<float> itm_scores(const blip2::Blip2Retrieval& m, const Tensor& features, const TextBatch& texts,
+                              const std::vector<int64_t>& rows, int batch) {
+  VL_CHECK(features.dim() == 3 && features.size(0) == 1, "itm_scores: expected the features of one image, got ",
+           features.describe());
+  std::vector<float> out;
+  out.reserve(rows.size());
+  for (size_t b = 0; b < rows.size(); b += size_t(batch)) {
+    std::vector<int64_t> part(rows.begin() + long(b), rows.begin() + long(std::min(rows.size(), b + size_t(batch))));
+    const TextBatch t = texts.select(part);
+    std::vector<float> p = m.itm_probabilities(features, t.ids, t.mask).to_vector<float>();  // (1, n)
+    out.insert(out.end(), p.begin(), p.end());
+  }
   return out;
 }
 
@@ -325,14 +504,20 @@ std::string json_floats(const float* v, int64_t n) {
   std::string out = "[";
   char buf[32];
   for (int64_t i = 0; i < n; ++i) {
-    std::snprintf(buf, sizeof buf, i ? ", %.9g" : "%.9g", static_cast<double>(v[i]));
+    if (std::isfinite(v[i])) std::snprintf(buf, sizeof buf, i ? ", %.9g" : "%.9g", static_cast<double>(v[i]));
+    else std::snprintf(buf, sizeof buf, i ? ", null" : "null");  // JSON has no NaN: "not computed"
     out += buf;
   }
   return out + "]";
 }
 
-std::string npy_header(int64_t rows, int64_t cols) {
-  std::string dict = str("{'descr': '<f4', 'fortran_order': False, 'shape': (", rows, ", ", cols, "), }");
+std::string npy_header(int64_t rows, int64_t cols) { return npy_header(std::vector<int64_t>{rows, cols}); }
+
+std::string npy_header(const std::vector<int64_t>& shape) {
+  std::string dims;
+  for (size_t i = 0; i < shape.size(); ++i) dims += str(i ? ", " : "", shape[i]);
+  if (shape.size() == 1) dims += ",";  // Python's one-element tuple
+  std::string dict = str("{'descr': '<f4', 'fortran_order': False, 'shape': (", dims, "), }");
   // magic (6) + version (2) + header length (2) + dict + padding + '\n' ≡ 0 mod 64 (numpy's alignment).
   size_t total = 10 + dict.size() + 1;
   size_t pad = (64 - total % 64) % 64;
@@ -375,11 +560,17 @@ void write_file_atomic(const std::string& path, const std::string& content) {
 }
 
 void write_npy_f32(const std::string& path, const float* data, int64_t rows, int64_t cols) {
+  write_npy_f32(path, data, std::vector<int64_t>{rows, cols});
+}
+
+void write_npy_f32(const std::string& path, const float* data, const std::vector<int64_t>& shape) {
   static_assert(sizeof(float) == 4, "f32");
   const uint16_t probe = 1;
   VL_CHECK(*reinterpret_cast<const uint8_t*>(&probe) == 1, "npy: big-endian hosts are not supported");
-  std::string content = npy_header(rows, cols);
-  content.append(reinterpret_cast<const char*>(data), size_t(rows * cols) * sizeof(float));
+  std::string content = npy_header(shape);
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  content.append(reinterpret_cast<const char*>(data), size_t(n) * sizeof(float));
   write_file_atomic(path, content);
 }
 
