@@ -8,6 +8,8 @@
 //   elementwise and normalization ops: nominal counts from their formulas, a transcendental = 1
 //     (gelu 5, quick_gelu 4, softmax 5, layer_norm 7 flop/element) — GB/s is their real metric.
 //   bytes = every input read once + every output written once (a lower bound on the traffic).
+// The *_bf16 cases run the same linear layers on bf16 tensors (bgemm: bf16 products, f32 sums; see
+// kernels/cpu/gemm.h): AVX512_BF16 does two products per f32 lane, so they may exceed 100 %peak.
 // tools/reference/bench_torch_ops.py runs the same cases in PyTorch and prints the ratios.
 #include <omp.h>
 
@@ -57,12 +59,18 @@ std::vector<Case> make_cases(Device dev) {
   cases.push_back(matmul_case("matmul_fc1", kRows, kWidth, kMlp));
   cases.push_back(matmul_case("matmul_fc2", kRows, kMlp, kWidth));
   cases.push_back(matmul_case("matmul_qkv", kRows, kWidth, 3 * kWidth));
-  {  // fc1 as the model runs it: x·Wᵀ (W in nn.Linear layout) + bias, CLIP's quick_gelu fused
-    Tensor x = randn({kRows, kWidth}), w = randn({kMlp, kWidth}), b = randn({kMlp});
-    cases.push_back({"linear_fc1_quick_gelu", "1600x768 @ (3072x768)^T + b, quick_gelu", 2.0 * kRows * kMlp * kWidth,
-                     4.0 * (kRows * kWidth + kMlp * kWidth + kMlp + kRows * kMlp),
-                     [x, w, b] { return ops::linear(x, w, b, Activation::QUICK_GELU); }});
-  }
+  // A linear layer as the model runs it: x·Wᵀ (W in nn.Linear layout) + bias, activation fused.
+  auto linear_case = [&](const char* name, const char* shape, int64_t in, int64_t out, Activation act, DType t) {
+    Tensor x = randn({kRows, in}).to(t), w = randn({out, in}).to(t), b = randn({out}).to(t);
+    return Case{name, shape, 2.0 * kRows * out * in, double(dtype_size(t)) * (kRows * in + out * in + out + kRows * out),
+                [x, w, b, act] { return ops::linear(x, w, b, act); }};
+  };
+  cases.push_back(linear_case("linear_fc1_quick_gelu", "1600x768 @ (3072x768)^T + b, quick_gelu", kWidth, kMlp,
+                              Activation::QUICK_GELU, DType::F32));
+  cases.push_back(linear_case("linear_fc1_bf16", "the same in bf16", kWidth, kMlp, Activation::QUICK_GELU,
+                              DType::BF16));
+  cases.push_back(linear_case("linear_fc2_bf16", "1600x3072 @ (768x3072)^T + b, bf16", kMlp, kWidth, Activation::NONE,
+                              DType::BF16));
   {
     Tensor q = randn({kBatch, kHeads, kTokens, kHeadDim}), k = randn({kBatch, kHeads, kTokens, kHeadDim}),
            v = randn({kBatch, kHeads, kTokens, kHeadDim});

@@ -1,11 +1,15 @@
-// kernels/cpu/cpu_matmul.cpp — Op::MATMUL on the CPU: a thin layer over sgemm (kernels/cpu/gemm.h).
+// kernels/cpu/cpu_matmul.cpp — Op::MATMUL on the CPU: a thin layer over sgemm and bgemm
+// (kernels/cpu/gemm.h).
 //
 // f32 operands go to sgemm_batched as they are (any strides: transposed views and zero batch strides
-// cost no copy; bias + activation are fused in sgemm). f16 / bf16 operands are first converted to
-// contiguous f32 (a broadcast operand, batch stride 0, only once), the product is formed in f32 and
-// rounded back to the output dtype. When in1 is the transposed view of a weight registered with
-// ops::prepack_linear_weight (the linear path, batch 1), its panels come prepacked from the registry
-// (kernels/cpu/prepack.h) and are neither converted nor repacked: same results, bit for bit.
+// cost no copy; bias + activation are fused in sgemm). bf16 operands go to bgemm_batched as they are
+// (bf16 products, f32 sums, bias + activation in f32, one rounding to bf16 on the store) when the CPU
+// has the AVX-512 kernels; otherwise, like f16, they are first converted to contiguous f32 (a
+// broadcast operand, batch stride 0, only once), the product is formed in f32 and rounded back to the
+// output dtype — the same value up to the order of the f32 additions. When in1 is the transposed
+// view of a weight registered with ops::prepack_linear_weight (the linear path, batch 1), its panels
+// come prepacked from the registry (kernels/cpu/prepack.h; bf16 panels for bgemm) and are neither
+// converted nor repacked: same results, bit for bit.
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/prepack.h"
@@ -45,6 +49,30 @@ Matrices as_f32(const Tensor& t) {
   return m;
 }
 
+// bias (N) as f32: in place, or converted into `storage`; nullptr when absent.
+const float* bias_f32(const Tensor& bias, std::vector<float>& storage) {
+  if (!bias.defined()) return nullptr;
+  if (bias.dtype() == DType::F32) return bias.data<const float>();
+  storage = to_f32_vector(bias);
+  return storage.data();
+}
+
+// An operand's matrix b of a (batch, rows, cols) tensor for bgemm: f32 or bf16, any strides.
+cpu::GemmOperand operand(const Tensor& t) {
+  return cpu::GemmOperand{t.data_ptr(), t.dtype() == DType::BF16, t.stride(1), t.stride(2)};
+}
+
+// out (B, M, N) bf16 = act(alpha · a (B, M, K) @ w (B, K, N) + bias) through bgemm.
+void matmul_bf16(const Tensor& out, const Tensor& a, const Tensor& w, const float* bias, Activation act, float alpha) {
+  const int64_t B = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
+  const cpu::GemmOutput C{out.data_ptr(), true};
+  if (const auto packed = B == 1 ? cpu::find_prepacked_bf16(w) : nullptr)
+    return cpu::bgemm_prepacked(M, alpha, operand(a), *packed, C, bias, act);
+  // (The strides of a size-1 batch never matter; pass 0 so bgemm_batched sees a broadcast.)
+  cpu::bgemm_batched(B, M, N, K, alpha, operand(a), B == 1 ? 0 : a.stride(0), operand(w), B == 1 ? 0 : w.stride(0), C,
+                     bias, act);
+}
+
 }  // namespace
 
 // out (B, M, N) = act(f[0] · in0 (B, M, K) @ in1 (B, K, N) + in2 bias (N)); i[0] = Activation
@@ -57,18 +85,11 @@ void matmul_kernel(OpCall& c) {
   const float alpha = c.f[0];
   const int64_t B = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
   if (out.numel() == 0) return;
+  std::vector<float> bias_storage;
+  const float* bp = bias_f32(bias, bias_storage);
+  if (out.dtype() == DType::BF16 && cpu::bgemm_supported()) return matmul_bf16(out, a, w, bp, act, alpha);
   const std::shared_ptr<const cpu::PackedB> packed = B == 1 ? cpu::find_prepacked(w) : nullptr;
   const Matrices A = as_f32(a), W = packed ? Matrices{} : as_f32(w);
-  std::vector<float> bias_f32;
-  const float* bp = nullptr;
-  if (bias.defined()) {
-    if (bias.dtype() == DType::F32) {
-      bp = bias.data<const float>();
-    } else {
-      bias_f32 = to_f32_vector(bias);
-      bp = bias_f32.data();
-    }
-  }
   std::vector<float> out_f32;
   float* C = out.dtype() == DType::F32 ? out.data<float>() : (out_f32.resize(static_cast<size_t>(B * M * N)), out_f32.data());
   // (The strides of a size-1 batch never matter; pass 0 so sgemm_batched sees a broadcast.)

@@ -17,8 +17,10 @@ using Key = std::tuple<const Storage*, int64_t, int64_t, int64_t, int64_t, int64
 
 struct Entry {
   std::weak_ptr<Storage> storage;
-  std::shared_ptr<const PackedB> packed;  // null until the first product that uses it
+  std::shared_ptr<const PackedB> packed;       // f32 panels (sgemm); null until the first product that uses them
+  std::shared_ptr<const PackedB> packed_bf16;  // bf16 panels (bgemm); likewise
 };
+using Slot = std::shared_ptr<const PackedB> Entry::*;
 
 struct Registry {
   std::shared_mutex mu;
@@ -41,9 +43,11 @@ bool usable(const Tensor& t) {
 }
 
 // B (K, N) as f32 for packing: its own memory (f32), or a contiguous conversion (f16 / bf16) —
-// the same values the unpacked MATMUL path converts to, so the panels are bit-identical.
-std::shared_ptr<const PackedB> pack_now(const Tensor& b) {
+// the same values the unpacked MATMUL path converts to, so the panels are bit-identical. For bgemm
+// (bf16 panels) bf16 and f32 are read in place (f32 rounds to bf16 while packing).
+std::shared_ptr<const PackedB> pack_now(const Tensor& b, bool bf16) {
   const int64_t K = b.size(-2), N = b.size(-1), rs = b.stride(-2), cs = b.stride(-1);
+  if (bf16) return bgemm_pack_b(K, N, GemmOperand{b.data_ptr(), b.dtype() == DType::BF16, rs, cs});
   if (b.dtype() == DType::F32) return sgemm_pack_b(K, N, b.data<const float>(), rs, cs);
   std::vector<float> f(static_cast<size_t>(K * N));
   const char* base = cpu_kernels::byte_ptr(b);
@@ -56,8 +60,8 @@ std::shared_ptr<const PackedB> pack_now(const Tensor& b) {
 // Packs b, then hands the pages of a weight that lives in a memory-mapped checkpoint back to the OS
 // (Storage::release_pages): from now on the CPU path reads only the panels, so without this the
 // model would be resident twice. Pages touched again are re-read from the file.
-std::shared_ptr<const PackedB> pack(const Tensor& b) {
-  std::shared_ptr<const PackedB> packed = pack_now(b);
+std::shared_ptr<const PackedB> pack(const Tensor& b, bool bf16) {
+  std::shared_ptr<const PackedB> packed = pack_now(b, bf16);
   int64_t span = 1;
   for (int64_t d = 0; d < b.dim(); ++d) {
     if (b.stride(d) < 0) return packed;  // unusual view: leave its pages alone
@@ -82,11 +86,15 @@ void register_prepacked_weight(const Tensor& w) {
   std::unique_lock lock(r.mu);
   sweep(r);
   Entry& e = r.entries[key];
-  if (!same_owner(e.storage, w.storage())) e = Entry{w.storage(), nullptr};  // new (or a reused key)
+  if (!same_owner(e.storage, w.storage())) e = Entry{w.storage(), nullptr, nullptr};  // new (or a reused key)
 }
 
-std::shared_ptr<const PackedB> find_prepacked(const Tensor& b) {
-  if (!usable(b) || (b.dim() != 2 && b.dim() != 3)) return nullptr;
+namespace {
+
+// find_prepacked (slot packed) and find_prepacked_bf16 (slot packed_bf16).
+std::shared_ptr<const PackedB> find(const Tensor& b, Slot slot) {
+  const bool bf16 = slot == &Entry::packed_bf16;
+  if (!usable(b) || (b.dim() != 2 && b.dim() != 3) || (bf16 && b.dtype() == DType::F16)) return nullptr;
   if (b.dim() == 3 && b.size(0) != 1 && b.stride(0) != 0) return nullptr;  // different matrices
   const int64_t K = b.size(-2), N = b.size(-1);
   if (K == 0 || N == 0) return nullptr;
@@ -108,9 +116,9 @@ std::shared_ptr<const PackedB> find_prepacked(const Tensor& b) {
     // b holds its storage alive, so a registered weight with that key is either this very storage
     // (same owner) or one that died (expired) whose Storage address was reused by b's.
     dead = !same_owner(it->second.storage, b.storage()) || it->second.storage.expired();
-    if (!dead && it->second.packed) {
+    if (!dead && it->second.*slot) {
       r.hits.fetch_add(1, std::memory_order_relaxed);
-      return it->second.packed;
+      return it->second.*slot;
     }
   }
   if (dead) {  // drop it (and any other dead entry) now rather than at the next registration
@@ -118,14 +126,19 @@ std::shared_ptr<const PackedB> find_prepacked(const Tensor& b) {
     sweep(r);
     return nullptr;
   }
-  std::shared_ptr<const PackedB> packed = pack(b);  // outside the lock: others keep running
+  std::shared_ptr<const PackedB> packed = pack(b, bf16);  // outside the lock: others keep running
   std::unique_lock lock(r.mu);
   auto it = r.entries.find(key);
   if (it == r.entries.end() || !same_owner(it->second.storage, b.storage())) return packed;  // re-registered meanwhile
-  if (!it->second.packed) it->second.packed = packed;  // two first uses at once: keep the first
+  if (!(it->second.*slot)) it->second.*slot = packed;  // two first uses at once: keep the first
   r.hits.fetch_add(1, std::memory_order_relaxed);
-  return it->second.packed;
+  return it->second.*slot;
 }
+
+}  // namespace
+
+std::shared_ptr<const PackedB> find_prepacked(const Tensor& b) { return find(b, &Entry::packed); }
+std::shared_ptr<const PackedB> find_prepacked_bf16(const Tensor& b) { return find(b, &Entry::packed_bf16); }
 
 PrepackStats prepack_stats() {
   Registry& r = registry();
@@ -133,7 +146,9 @@ PrepackStats prepack_stats() {
   PrepackStats s;
   for (const auto& [key, e] : r.entries) {
     ++s.entries;
-    if (e.packed) ++s.packed, s.bytes += static_cast<int64_t>(e.packed->bytes());
+    if (e.packed || e.packed_bf16) ++s.packed;
+    for (const auto& p : {e.packed, e.packed_bf16})
+      if (p) s.bytes += static_cast<int64_t>(p->bytes());
   }
   s.hits = r.hits.load(std::memory_order_relaxed);
   return s;

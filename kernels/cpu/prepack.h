@@ -6,6 +6,8 @@
 // Wᵀ of a registered weight, and if so multiply with sgemm_prepacked (kernels/cpu/gemm.h) instead of
 // repacking W on every call. Registering is cheap: the panels are packed on the first product that
 // uses them (f16 / bf16 weights are packed as their f32 values, as the unpacked path converts them).
+// A bf16 matmul (bgemm) asks find_prepacked_bf16() instead, for panels of bf16 pairs: half the
+// memory. An entry makes each kind of panels only when a product asks for it.
 //
 // Safety: an entry is keyed by (storage object, offset, shape, strides, dtype) and holds a weak_ptr
 // to the Storage. It is used only while that Storage is alive and is the very one the operand views
@@ -29,6 +31,8 @@ void register_prepacked_weight(const Tensor& weight);
 // are all the same one (batch 1 or batch stride 0) — is exactly the transposed view of a live
 // registered weight W (N, K); otherwise nullptr. Packs on the first call for an entry.
 std::shared_ptr<const PackedB> find_prepacked(const Tensor& b);
+// The same for bgemm: bf16 panels (bgemm_pack_b) of a bf16 or f32 weight; nullptr for other dtypes.
+std::shared_ptr<const PackedB> find_prepacked_bf16(const Tensor& b);
 
 // Counters for tests and diagnostics.
 struct PrepackStats {
