@@ -16,9 +16,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
+#include <numeric>
 
 #include <nlohmann/json.hpp>
 
@@ -72,17 +75,21 @@ void add_search_model_options(ArgParser& p) { add_model_options(p, true); }
 std::shared_ptr<search::Embedder> load_embedder(const Parsed& a, const std::string& model, Tokenizer tokenizer,
                                                 const std::string& command) {
   Runtime rt = apply_runtime_options(a);
-  clip::ClipModel m = load_model(model, rt);
-  std::unique_ptr<ClipTokenizer> tok;
+  const Family family = detect_family(model);
+  TextTokenizer tok;  // before the weights: a missing vocabulary fails fast
   if (tokenizer != Tokenizer::NONE) {
     try {
-      tok = std::make_unique<ClipTokenizer>(load_tokenizer(a, model));
+      tok = load_text_tokenizer(a, family, model);
+    } catch (const UsageError&) {
+      throw;
     } catch (const Error& e) {
       if (tokenizer == Tokenizer::REQUIRED) throw;
       std::cerr << "vislang " << command << ": note: no tokenizer, text queries are disabled (" << e.what() << ")\n";
     }
   }
-  return std::make_shared<search::Embedder>(std::move(m), std::move(tok), model);
+  VlModel m = load_vl_model(model, rt);
+  if (m.is_blip2()) return std::make_shared<search::Embedder>(*m.blip2, tok.wordpiece, model);
+  return std::make_shared<search::Embedder>(*m.clip, tok.clip, model);
 }
 
 std::shared_ptr<search::SearchEngine> open_engine(const Parsed& a, Tokenizer tokenizer, const std::string& command,
@@ -108,22 +115,76 @@ std::shared_ptr<search::SearchEngine> open_engine(const Parsed& a, Tokenizer tok
 namespace {
 
 // ---- result output -------------------------------------------------------------------------------
-void print_results(const std::vector<search::SearchResult>& rs, const std::string& format) {
+// `itm` (when not empty): BLIP-2's ITM P(match) per result, NaN where not computed; the score column
+// is then P(match) and the ITC cosine gets its own.
+void print_results(const std::vector<search::SearchResult>& rs, const std::string& format,
+                   const std::vector<float>& itm = {}) {
+  const bool with_itm = !itm.empty();
   if (format == "jsonl") {
     int rank = 0;
-    for (const search::SearchResult& r : rs) {
+    for (size_t i = 0; i < rs.size(); ++i) {
+      const search::SearchResult& r = rs[i];
       nlohmann::json j = {{"rank", ++rank},     {"id", r.id},           {"score", r.score},
                           {"path", r.row.path}, {"label", r.row.label}, {"caption", r.row.caption}};
+      if (with_itm) {
+        j["itc"] = r.score;
+        j["itm"] = std::isnan(itm[i]) ? nlohmann::json() : nlohmann::json(itm[i]);
+        if (!std::isnan(itm[i])) j["score"] = itm[i];
+      }
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
     return;
   }
-  std::printf("%4s  %7s  %6s  %-18s  %s\n", "rank", "score", "id", "label", "path");
+  if (with_itm) std::printf("%4s  %8s  %7s  %6s  %-18s  %s\n", "rank", "P(match)", "itc", "id", "label", "path");
+  else std::printf("%4s  %7s  %6s  %-18s  %s\n", "rank", "score", "id", "label", "path");
   int rank = 0;
-  for (const search::SearchResult& r : rs)
-    std::printf("%4d  %7.4f  %6lld  %-18s  %s\n", ++rank, r.score, static_cast<long long>(r.id),
-                r.row.label.empty() ? "-" : r.row.label.c_str(), r.row.path.c_str());
+  for (size_t i = 0; i < rs.size(); ++i) {
+    const search::SearchResult& r = rs[i];
+    const char* label = r.row.label.empty() ? "-" : r.row.label.c_str();
+    if (!with_itm) {
+      std::printf("%4d  %7.4f  %6lld  %-18s  %s\n", ++rank, r.score, static_cast<long long>(r.id), label, r.row.path.c_str());
+      continue;
+    }
+    char p[16] = "       -";
+    if (!std::isnan(itm[i])) std::snprintf(p, sizeof p, "%8.4f", itm[i]);
+    std::printf("%4d  %s  %7.4f  %6lld  %-18s  %s\n", ++rank, p, r.score, static_cast<long long>(r.id), label,
+                r.row.path.c_str());
+  }
   if (rs.empty()) std::printf("(no results)\n");
+}
+
+// BLIP-2 ITM re-ranking of text-search results: the first `n` of `rs` (ITC order) get P(match) from
+// their image files (read again: the DB keeps embeddings, not pixels) and are sorted by it; the rest
+// keep their ITC order after them. A file that cannot be read any more keeps NaN and goes after the
+// re-scored ones, with a note on stderr. Returns P(match) per result, in the new order of `rs`.
+std::vector<float> itm_rerank(const search::Embedder& emb, const std::string& text, size_t n,
+                              std::vector<search::SearchResult>& rs, int batch, int threads) {
+  n = std::min(n, rs.size());
+  std::vector<float> p(rs.size(), std::numeric_limits<float>::quiet_NaN());
+  for (size_t b = 0; b < n; b += size_t(batch)) {
+    std::vector<std::string> paths;
+    for (size_t i = b; i < std::min(n, b + size_t(batch)); ++i) paths.push_back(rs[i].row.path);
+    std::vector<PreprocessResult> res = preprocess_files(paths, emb.preprocess_config(), threads);
+    std::vector<size_t> ok;
+    for (size_t i = 0; i < res.size(); ++i)
+      if (!res[i].ok) std::cerr << "vislang search: note: cannot re-rank " << res[i].path << ": " << res[i].error << "\n";
+    if (std::none_of(res.begin(), res.end(), [](const PreprocessResult& r) { return r.ok; })) continue;
+    Tensor px = stack_ok(res, &ok);  // (n_ok, 3, S, S)
+    std::vector<float> q = emb.itm_probabilities(px, text);
+    for (size_t j = 0; j < ok.size(); ++j) p[b + ok[j]] = q[j];
+  }
+  std::vector<size_t> order(rs.size());
+  std::iota(order.begin(), order.end(), 0);
+  auto key = [&](size_t i) { return i < n && !std::isnan(p[i]) ? 0 : i < n ? 1 : 2; };  // re-scored, unreadable, rest
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+    if (key(x) != key(y)) return key(x) < key(y);
+    return key(x) == 0 && p[x] > p[y];
+  });
+  std::vector<search::SearchResult> sorted;
+  std::vector<float> sp;
+  for (size_t i : order) sorted.push_back(rs[i]), sp.push_back(p[i]);
+  rs = std::move(sorted);
+  return sp;
 }
 
 std::string format_of(const Parsed& a) {
@@ -209,13 +270,19 @@ ArgParser index_parser(const std::string& sub) {
   return p;
 }
 
+// "512-d" (CLIP), "BLIP-2, 32 x 256-d per image" (one vector per query embedding).
+std::string vectors_description(const search::ModelInfo& m) {
+  if (m.vectors_per_item == 1) return str(m.dim, "-d");
+  return str(m.family == "blip2" ? "BLIP-2, " : "", m.vectors_per_item, " x ", m.dim, "-d per image");
+}
+
 void print_stats(const search::IndexStats& s, const search::IndexDb& db) {
   const int64_t processed = s.added + s.updated;
   std::printf("indexed %s: %lld new, %lld updated, %lld unchanged, %lld failed; %lld other files and %lld links skipped\n",
               db.dir().c_str(), (long long)s.added, (long long)s.updated, (long long)s.unchanged, (long long)s.failed,
               (long long)s.other_files, (long long)s.rejected);
-  std::printf("%lld images in the DB (model %s, %lld-d, %s index); %.2f s", (long long)db.size(), db.model().name.c_str(),
-              (long long)db.model().dim, search::index_kind_name(db.kind()), s.seconds);
+  std::printf("%lld images in the DB (model %s, %s, %s index); %.2f s", (long long)db.size(), db.model().name.c_str(),
+              vectors_description(db.model()).c_str(), search::index_kind_name(db.kind()), s.seconds);
   if (processed > 0 && s.seconds > 0)
     std::printf(", %.1f images/s (of the time: waiting for read+decode+preprocess %.0f%%, embed %.0f%%, DB %.0f%%)",
                 processed / s.seconds, 100 * s.decode_wait_s / s.seconds, 100 * s.embed_s / s.seconds,
@@ -300,6 +367,8 @@ int index_info(const Parsed& a) {
                         {"model", db->model().name},
                         {"model_path", db->model().path},
                         {"dim", db->model().dim},
+                        {"family", db->model().family},
+                        {"vectors_per_image", db->model().vectors_per_item},
                         {"index", search::index_kind_name(db->kind())},
                         {"generation", db->generation()},
                         {"rebuilt_on_open", db->open_info().rebuilt},
@@ -308,9 +377,9 @@ int index_info(const Parsed& a) {
     if (a.has("--check")) j["check"] = {{"ok", c.ok}, {"rows", c.rows}, {"vectors", c.vectors}, {"detail", c.detail}};
     std::cout << j.dump(2) << "\n";
   } else {
-    std::printf("db:         %s\nimages:     %lld\nmodel:      %s (%s), %lld-d\nindex:      %s, generation %lld%s\n",
+    std::printf("db:         %s\nimages:     %lld\nmodel:      %s (%s), %s\nindex:      %s, generation %lld%s\n",
                 db_path.c_str(), (long long)db->size(), db->model().name.c_str(), db->model().path.c_str(),
-                (long long)db->model().dim, search::index_kind_name(db->kind()), (long long)db->generation(),
+                vectors_description(db->model()).c_str(), search::index_kind_name(db->kind()), (long long)db->generation(),
                 db->open_info().rebuilt ? " (vector file rebuilt on open)" : "");
     std::printf("failures:   %zu\n", fails.size());
     for (const search::Failure& f : fails) std::printf("  %s: %s\n", f.path.c_str(), f.reason.c_str());
@@ -323,10 +392,17 @@ int index_info(const Parsed& a) {
 
 // ---- search ------------------------------------------------------------------------------------------
 ArgParser search_parser() {
-  ArgParser p("search", "--db PATH (--text T | --image FILE | --id N) [-k 10] [--min-score S] [--format jsonl|table]",
+  ArgParser p("search", "--db PATH (--text T | --image FILE | --id N) [-k 10] [--min-score S] [--score itc|itm]\n"
+              "                     [--rerank N] [--format jsonl|table]",
               "The k indexed images most similar to a text, an image file, or an indexed image (--id: more like\n"
-              "this), with cosine scores. The model is the one the DB was built with (--model must be the same).");
+              "this), with cosine scores. The model is the one the DB was built with (--model must be the same).\n"
+              "BLIP-2 DBs: a text ranks the images exactly by ITC (the best cosine over each image's query\n"
+              "embeddings); --score itm re-ranks the ITC top k by the ITM head's P(match) (the image files are\n"
+              "read again), --rerank N re-ranks the ITC top N and shows the k best. Image and --id queries use\n"
+              "the unit mean of the query image's embeddings.");
   add_search_model_options(p);
+  add_blip2_score_options(p, "BLIP-2 text queries: ITM re-scores the ITC top N (default k; implies --score itm)",
+                          /*with_temperature=*/false);
   p.value("--db", "PATH", "the index DB folder", "inputs");
   p.value("--text", "T", "query text", "query");
   p.value("--image", "FILE", "query image", "query");
@@ -335,6 +411,7 @@ ArgParser search_parser() {
   p.alias("-k");
   p.value("--min-score", "S", "leave out results below this cosine similarity", "output");
   p.value("--format", "F", "table (default) or jsonl", "output");
+  p.value("--batch", "N", "images per ITM forward pass when re-ranking (default 32)", "run");
   return p;
 }
 
@@ -344,14 +421,30 @@ int search_main(const Parsed& a) {
   const int k = int(a.get_int("--k", 10, 1, 10000));
   const float min_score = min_score_of(a);
   const std::string format = format_of(a);
+  const int batch = int(a.get_int("--batch", 32, 1, 4096));
+  Blip2Scoring sc = parse_blip2_scoring(a, Family::BLIP2, "");  // the syntax now; the family once the model is known
+  if (sc.itm && !a.has("--text"))
+    throw UsageError("--score itm / --rerank re-rank text queries (ITM scores an image against a text)");
   Image query;
   if (a.has("--image")) query = load_image(a.get("--image"));  // fails before the model loads
   auto engine = open_engine(a, a.has("--text") ? Tokenizer::REQUIRED : Tokenizer::NONE, "search");
+  const search::Embedder& emb = engine->embedder();
+  if (!emb.is_blip2()) (void)parse_blip2_scoring(a, Family::CLIP, emb.info().path);  // UsageError for --score itm
   std::vector<search::SearchResult> rs;
-  if (a.has("--text")) rs = engine->search_by_text(a.get("--text"), k, min_score);
-  else if (a.has("--image")) rs = engine->search_by_image(query, k, min_score);
-  else rs = engine->search_by_id(item_id(engine->db(), a.get("--id"), "--id"), k, min_score);
-  print_results(rs, format);
+  std::vector<float> itm;
+  if (a.has("--text")) {
+    const size_t n = sc.rerank > 0 ? size_t(sc.rerank) : size_t(k);  // how many ITM re-scores
+    rs = engine->search_by_text(a.get("--text"), sc.itm ? int(std::max<size_t>(n, size_t(k))) : k, min_score);
+    if (sc.itm) {
+      itm = itm_rerank(emb, a.get("--text"), n, rs, batch, omp_get_max_threads());
+      if (rs.size() > size_t(k)) rs.resize(size_t(k)), itm.resize(size_t(k));
+    }
+  } else if (a.has("--image")) {
+    rs = engine->search_by_image(query, k, min_score);
+  } else {
+    rs = engine->search_by_id(item_id(engine->db(), a.get("--id"), "--id"), k, min_score);
+  }
+  print_results(rs, format, itm);
   return 0;
 }
 

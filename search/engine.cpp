@@ -117,18 +117,14 @@ std::vector<LabelScore> SearchEngine::zero_shot(const Image& img, const std::vec
   VL_CHECK(at != std::string::npos, "zero-shot: the template must contain {} where the label goes, got '", templ, "'");
   std::vector<std::string> prompts;
   for (const std::string& l : labels) prompts.push_back(templ.substr(0, at) + l + templ.substr(at + 2));
-  std::vector<float> img_v = emb_->embed_image(img);
-  std::vector<float> txt = emb_->embed_texts(prompts);
-  const int64_t D = emb_->dim();
+  const std::vector<float> cos = emb_->image_text_scores(img, prompts);  // CLIP cosines; BLIP-2 ITC
   const double scale = std::exp(emb_->logit_scale());
   std::vector<LabelScore> out(labels.size());
   double mx = -1e300;
   for (size_t i = 0; i < labels.size(); ++i) {
-    double s = 0;
-    for (int64_t c = 0; c < D; ++c) s += double(img_v[size_t(c)]) * txt[i * size_t(D) + size_t(c)];
     out[i].label = labels[i];
-    out[i].score = s;
-    mx = std::max(mx, scale * s);
+    out[i].score = cos[i];
+    mx = std::max(mx, scale * cos[i]);
   }
   double z = 0;
   for (LabelScore& l : out) z += (l.prob = std::exp(scale * l.score - mx));

@@ -64,7 +64,8 @@ class SearchEngine {
   // The preference vector n(u) of the formula above (exposed for tests and docs).
   std::vector<float> preference_vector(const RecommendRequest& r) const;
   std::vector<SearchResult> recommend(const RecommendRequest& r) const;
-  // Zero-shot: softmax(exp(logit_scale) · cos(image, t(template with label))) over `labels`, sorted by
+  // Zero-shot: softmax(exp(logit_scale) · cos(image, t(template with label))) over `labels` (BLIP-2: the
+  // ITC score for cos, Embedder::image_text_scores, and ln(1 / temperature) for logit_scale), sorted by
   // probability. `templ` contains "{}" where the label goes (default "a photo of a {}.").
   std::vector<LabelScore> zero_shot(const Image& img, const std::vector<std::string>& labels,
                                     const std::string& templ = "a photo of a {}.") const;

@@ -212,20 +212,30 @@ struct IndexDb::Impl {
 };
 
 struct IndexDbAccess {
-  // Every (id, vector) stored in SQLite, ordered by id.
+  // Every stored vector with its Faiss id (row id · Q + q, see the header), ordered by id.
   static void load_vectors(const IndexDb& d, std::vector<int64_t>& ids, std::vector<float>& vecs) {
     std::lock_guard<std::mutex> g(d.impl_->db_mu);
-    const int64_t dim = d.model_.dim;
+    const int64_t item = d.model_.item_size(), Q = d.model_.vectors_per_item;
     Stmt s(d.impl_->db, "SELECT id, vector FROM images ORDER BY id");
     while (s.step()) {
       size_t n = 0;
       const void* p = s.blob(1, n);
-      VL_CHECK(n == size_t(dim) * sizeof(float), "index DB ", d.dir_, ": row ", s.i64(0), " has a vector of ", n,
-               " bytes, expected ", dim * 4, " (dimension ", dim, ")");
-      ids.push_back(s.i64(0));
+      VL_CHECK(n == size_t(item) * sizeof(float), "index DB ", d.dir_, ": row ", s.i64(0), " has a vector of ", n,
+               " bytes, expected ", item * 4, " (", Q, " x dimension ", d.model_.dim, ")");
+      for (int64_t q = 0; q < Q; ++q) ids.push_back(s.i64(0) * Q + q);
       const float* f = static_cast<const float*>(p);
-      vecs.insert(vecs.end(), f, f + dim);
+      vecs.insert(vecs.end(), f, f + item);
     }
+  }
+
+  // Faiss ids of rows `rows`: id · Q + q for q < Q.
+  static std::vector<int64_t> faiss_ids(const IndexDb& d, const std::vector<int64_t>& rows) {
+    const int64_t Q = d.model_.vectors_per_item;
+    std::vector<int64_t> out;
+    out.reserve(rows.size() * size_t(Q));
+    for (int64_t id : rows)
+      for (int64_t q = 0; q < Q; ++q) out.push_back(id * Q + q);
+    return out;
   }
 
   static std::unique_ptr<faiss::IndexIDMap2> build(const IndexDb& d, const std::vector<int64_t>& ids,
@@ -306,7 +316,8 @@ struct IndexDbAccess {
     const uint64_t fgen = get_u64(&buf[8]), fn = get_u64(&buf[16]), fdim = get_u64(&buf[24]), plen = get_u64(&buf[32]),
                    phash = get_u64(&buf[40]);
     if (int64_t(fgen) != gen) return str("vectors.faiss is from generation ", fgen, ", the rows are at ", gen);
-    if (int64_t(fn) != rows) return str("vectors.faiss holds ", fn, " vectors, the DB ", rows, " rows");
+    if (int64_t(fn) != rows * d.model_.vectors_per_item)
+      return str("vectors.faiss holds ", fn, " vectors, the DB ", rows, " rows of ", d.model_.vectors_per_item);
     if (int64_t(fdim) != d.model_.dim) return str("vectors.faiss has dimension ", fdim);
     if (file.size() != kFaissHeader + plen) return "vectors.faiss is truncated";
     if (xxh64(buf + kFaissHeader, size_t(plen)) != phash) return "vectors.faiss fails its checksum";
@@ -315,7 +326,8 @@ struct IndexDbAccess {
       r.data.assign(buf + kFaissHeader, buf + file.size());
       std::unique_ptr<faiss::Index> idx(faiss::read_index(&r));
       auto* map = dynamic_cast<faiss::IndexIDMap2*>(idx.get());
-      if (!map || map->ntotal != rows) return "vectors.faiss does not hold an id-mapped index of the rows";
+      if (!map || map->ntotal != rows * d.model_.vectors_per_item)
+        return "vectors.faiss does not hold an id-mapped index of the rows";
       idx.release();
       d.impl_->index.reset(map);
       d.impl_->index_generation = gen;
@@ -341,8 +353,9 @@ bool IndexDb::exists(const std::string& dir) { return fs::is_regular_file(fs::pa
 
 void IndexDb::create(const std::string& dir, const ModelInfo& model, IndexKind kind) {
   VL_CHECK(model.dim > 0, "index DB: the model's embedding dimension is unknown");
-  VL_CHECK(int64_t(model.probe.size()) == model.dim, "index DB: the model probe has ", model.probe.size(),
-           " values, expected ", model.dim);
+  VL_CHECK(model.vectors_per_item >= 1, "index DB: vectors_per_item must be >= 1");
+  VL_CHECK(int64_t(model.probe.size()) == model.item_size(), "index DB: the model probe has ", model.probe.size(),
+           " values, expected ", model.item_size());
   std::error_code ec;
   if (fs::exists(dir, ec)) {
     VL_CHECK(fs::is_directory(dir, ec) && fs::is_empty(dir, ec), "cannot create the index DB ", dir,
@@ -374,6 +387,8 @@ void IndexDb::create(const std::string& dir, const ModelInfo& model, IndexKind k
         {"dim", std::to_string(model.dim)},
         {"model_config", model.config_json},
         {"model_probe", probe.dump()},
+        {"model_family", model.family},
+        {"vectors_per_item", std::to_string(model.vectors_per_item)},
         {"index_kind", index_kind_name(kind)},
     };
     for (const auto& [k, v] : meta) {
@@ -437,6 +452,11 @@ std::unique_ptr<IndexDb> IndexDb::open(const std::string& dir, Mode mode) {
   d->model_.dim = std::stoll(need("dim"));
   d->model_.config_json = need("model_config");
   d->model_.probe = nlohmann::json::parse(need("model_probe")).get<std::vector<float>>();
+  // Absent in DBs written before BLIP-2 support: CLIP, one vector per image.
+  if (auto it = meta.find("model_family"); it != meta.end()) d->model_.family = it->second;
+  if (auto it = meta.find("vectors_per_item"); it != meta.end()) d->model_.vectors_per_item = std::stoll(it->second);
+  VL_CHECK(d->model_.vectors_per_item >= 1 && d->model_.dim >= 1, "index DB ", dir, ": meta.vectors_per_item ",
+           d->model_.vectors_per_item, " / meta.dim ", d->model_.dim, " must be >= 1");
   d->kind_ = parse_index_kind(need("index_kind"));
 
   std::unique_lock<std::shared_mutex> g(d->impl_->index_mu);
@@ -477,8 +497,8 @@ std::vector<int64_t> IndexDb::commit(const std::vector<NewImage>& add, const std
                                      const std::vector<ImageRow>& touch, const std::vector<Failure>& failures) {
   VL_CHECK(impl_->mode == Mode::READ_WRITE, "index DB ", dir_, " was opened read-only");
   for (const NewImage& a : add)
-    VL_CHECK(int64_t(a.vec.size()) == model_.dim, "index DB: a vector of ", a.vec.size(), " values for ", a.row.path,
-             ", expected ", model_.dim);
+    VL_CHECK(int64_t(a.vec.size()) == model_.item_size(), "index DB: a vector of ", a.vec.size(), " values for ",
+             a.row.path, ", expected ", model_.item_size());
   std::vector<int64_t> new_ids, removed = remove_ids;
   {
     std::lock_guard<std::mutex> g(impl_->db_mu);
@@ -539,13 +559,15 @@ std::vector<int64_t> IndexDb::commit(const std::vector<NewImage>& add, const std
       dynamic_cast<faiss::IndexFlat*>(impl_->index->index)) {
     try {
       if (!removed.empty()) {
-        faiss::IDSelectorBatch sel(removed.size(), removed.data());
+        const std::vector<int64_t> fids = IndexDbAccess::faiss_ids(*this, removed);
+        faiss::IDSelectorBatch sel(fids.size(), fids.data());
         impl_->index->remove_ids(sel);
       }
       std::vector<float> vecs;
-      vecs.reserve(add.size() * size_t(model_.dim));
+      vecs.reserve(add.size() * size_t(model_.item_size()));
       for (const NewImage& a : add) vecs.insert(vecs.end(), a.vec.begin(), a.vec.end());
-      if (!add.empty()) impl_->index->add_with_ids(int64_t(add.size()), vecs.data(), new_ids.data());
+      const std::vector<int64_t> fids = IndexDbAccess::faiss_ids(*this, new_ids);
+      if (!add.empty()) impl_->index->add_with_ids(int64_t(fids.size()), vecs.data(), fids.data());
       impl_->index_generation = gen;
     } catch (const faiss::FaissException&) {
       impl_->index.reset();  // rebuilt from SQLite on next use
@@ -607,7 +629,9 @@ std::vector<Hit> IndexDb::search(const float* q, int k, float min_score,
   std::shared_lock<std::shared_mutex> g(impl_->index_mu);
   const faiss::IndexIDMap2* idx = impl_->index.get();
   if (!idx || idx->ntotal == 0) return out;
-  const int64_t want = std::min<int64_t>(idx->ntotal, int64_t(k) + int64_t(exclude.size()));
+  // Q vectors per item: (k + excluded) · Q hits hold at least k + excluded items (file header).
+  const int64_t Q = model_.vectors_per_item;
+  const int64_t want = std::min<int64_t>(idx->ntotal, (int64_t(k) + int64_t(exclude.size())) * Q);
   const int64_t d = model_.dim;
   const Impl::Answer ans = impl_->searches.run(Impl::Query{q, want}, [&](const std::vector<const Impl::Query*>& batch) {
     const int64_t n = int64_t(batch.size());
@@ -634,10 +658,13 @@ std::vector<Hit> IndexDb::search(const float* q, int k, float min_score,
   });
   const std::vector<float>& D = ans.D;
   const std::vector<faiss::Index::idx_t>& I = ans.I;
+  std::unordered_set<int64_t> seen;  // items already hit: hits come best first, so the first is the max
   for (int64_t i = 0; i < want; ++i) {
-    if (I[size_t(i)] < 0 || exclude.count(I[size_t(i)])) continue;
-    if (D[size_t(i)] < min_score) continue;
-    out.push_back({I[size_t(i)], D[size_t(i)]});
+    if (I[size_t(i)] < 0) continue;
+    const int64_t item = I[size_t(i)] / Q;
+    if (Q > 1 && !seen.insert(item).second) continue;
+    if (exclude.count(item) || D[size_t(i)] < min_score) continue;
+    out.push_back({item, D[size_t(i)]});
   }
   std::stable_sort(out.begin(), out.end(),
                    [](const Hit& a, const Hit& b) { return a.score != b.score ? a.score > b.score : a.id < b.id; });
@@ -677,15 +704,33 @@ std::vector<Failure> IndexDb::failures() const {
   return out;
 }
 
-std::vector<float> IndexDb::vector(int64_t id) const {
+std::vector<float> IndexDb::vectors(int64_t id) const {
   std::lock_guard<std::mutex> g(impl_->db_mu);
   Stmt s(impl_->db, "SELECT vector FROM images WHERE id = ?");
   s.bind(1, id);
   if (!s.step()) return {};
   size_t n = 0;
   const float* p = static_cast<const float*>(s.blob(0, n));
-  VL_CHECK(n == size_t(model_.dim) * 4, "index DB ", dir_, ": row ", id, " has a vector of ", n, " bytes");
-  return std::vector<float>(p, p + model_.dim);
+  VL_CHECK(n == size_t(model_.item_size()) * 4, "index DB ", dir_, ": row ", id, " has a vector of ", n, " bytes");
+  return std::vector<float>(p, p + model_.item_size());
+}
+
+std::vector<float> IndexDb::vector(int64_t id) const {
+  std::vector<float> v = vectors(id);
+  if (v.empty() || model_.vectors_per_item == 1) return v;
+  return pool_item(v.data(), model_.vectors_per_item, model_.dim);
+}
+
+std::vector<float> pool_item(const float* item, int64_t vectors, int64_t dim) {
+  std::vector<double> m(size_t(dim), 0.0);
+  for (int64_t q = 0; q < vectors; ++q)
+    for (int64_t c = 0; c < dim; ++c) m[size_t(c)] += item[q * dim + c];
+  double s = 0;
+  for (double x : m) s += x * x;
+  const double inv = 1.0 / std::max(std::sqrt(s), 1e-12);  // torch F.normalize's eps
+  std::vector<float> out(static_cast<size_t>(dim));
+  for (int64_t c = 0; c < dim; ++c) out[size_t(c)] = float(m[size_t(c)] * inv);
+  return out;
 }
 
 Consistency IndexDb::check() const {
@@ -705,7 +750,10 @@ Consistency IndexDb::check() const {
   if (!idx) return fail("no Faiss index in memory");
   if (impl_->index_generation != generation())
     return fail(str("the Faiss index reflects generation ", impl_->index_generation, ", the rows are at ", generation()));
-  if (c.vectors != c.rows) return fail(str("the Faiss index holds ", c.vectors, " vectors, SQLite ", c.rows, " rows"));
+  const int64_t Q = model_.vectors_per_item;
+  c.rows /= Q;  // ids holds Q Faiss ids per row
+  if (c.vectors != c.rows * Q)
+    return fail(str("the Faiss index holds ", c.vectors, " vectors, SQLite ", c.rows, " rows of ", Q));
   std::vector<int64_t> fids(idx->id_map.begin(), idx->id_map.end());
   std::sort(fids.begin(), fids.end());
   if (fids != ids) return fail("the Faiss ids differ from the SQLite row ids");
@@ -714,7 +762,8 @@ Consistency IndexDb::check() const {
     for (size_t i = 0; i < ids.size(); ++i) {
       idx->reconstruct(ids[i], v.data());
       if (std::memcmp(v.data(), &vecs[i * size_t(model_.dim)], v.size() * sizeof(float)) != 0)
-        return fail(str("the Faiss vector of id ", ids[i], " differs from the one stored in SQLite"));
+        return fail(str("the Faiss vector of id ", ids[i] / Q, Q > 1 ? str(" (query ", ids[i] % Q, ")") : std::string(),
+                        " differs from the one stored in SQLite"));
     }
   }
   return c;

@@ -10,7 +10,15 @@
 //                       height, and its L2-normalized embedding as a float32 BLOB) and `failures`
 //                       (files that could not be read, with the reason).
 //   PATH/vectors.faiss  the Faiss index over those embeddings (ids = images.id), behind a small header:
-//                       magic, the generation it was built at, row count, dimension, payload checksum.
+//                       magic, the generation it was built at, vector count, dimension, payload checksum.
+//
+// Multi-vector models (BLIP-2): an image is stored as its Q query embeddings (ModelInfo::
+// vectors_per_item = Q; the BLOB holds Q · dim floats) and Faiss holds all of them, vector q of row id
+// under the Faiss id id · Q + q. A query q scores an item by its BEST vector, max_j v_j · q — for a
+// BLIP-2 text query exactly the ITC score. search() asks Faiss for (k + excluded) · Q vectors and keeps
+// the first (= best) hit of each item: every item has at most Q vectors in that list, so it holds at
+// least k + excluded distinct items, and they are exactly the best ones (exact for FLAT). With Q = 1
+// (CLIP) Faiss ids are the row ids and nothing changes.
 //   PATH/lock           flock()ed by the one process allowed to write.
 //
 // Crash safety — why the two files can never disagree:
@@ -50,10 +58,17 @@ IndexKind parse_index_kind(const std::string&);  // Error naming the accepted va
 struct ModelInfo {
   std::string name;         // "toy_clip", the folder or file name
   std::string path;         // as an absolute path when the index was built
-  int64_t dim = 0;          // embedding dimension
-  std::string config_json;  // ClipConfig::to_json()
-  std::vector<float> probe;  // (dim) unit vector
+  int64_t dim = 0;          // embedding dimension (of one vector, and of a query)
+  std::string config_json;  // ClipConfig::to_json() / Blip2Config::to_json()
+  std::vector<float> probe;  // (item_size()) unit vector
+  std::string family = "clip";   // "clip" or "blip2"
+  int64_t vectors_per_item = 1;  // BLIP-2: the Q query embeddings of an image (see the file header)
+  int64_t item_size() const { return dim * vectors_per_item; }
 };
+
+// The unit mean of an item's `vectors` unit vectors (dim each): a multi-vector item's summary vector
+// (IndexDb::vector, Embedder::embed_image), for image-to-image search and recommendations.
+std::vector<float> pool_item(const float* item, int64_t vectors, int64_t dim);
 
 struct ImageRow {
   int64_t id = 0;            // stable: never reused (SQLite AUTOINCREMENT), also the Faiss id
@@ -69,7 +84,7 @@ struct ImageRow {
 
 struct NewImage {
   ImageRow row;             // row.id is ignored (assigned on insert)
-  std::vector<float> vec;   // (dim), L2-normalized
+  std::vector<float> vec;   // (item_size) = vectors_per_item unit vectors of (dim)
 };
 
 struct Failure {
@@ -79,13 +94,13 @@ struct Failure {
 
 struct Hit {
   int64_t id;
-  float score;  // cosine similarity
+  float score;  // cosine similarity (multi-vector items: the best over the item's vectors)
 };
 
 // What open() found and what check() verifies.
 struct Consistency {
   bool ok = true;
-  int64_t rows = 0, vectors = 0;  // SQLite rows, Faiss vectors
+  int64_t rows = 0, vectors = 0;  // SQLite rows, Faiss vectors (rows · vectors_per_item when ok)
   std::string detail;             // what is wrong, or "" when ok
 };
 
@@ -126,16 +141,20 @@ class IndexDb {
   void forget_failures(const std::vector<std::string>& paths);
 
   // ---- reads -------------------------------------------------------------------------------------
-  // The k best rows by inner product with the unit vector `q` (dim), score >= min_score, ids in
-  // `exclude` left out. Ordered by score, then id.
+  // The k best rows by inner product with the unit vector `q` (dim) — for a multi-vector model the
+  // best inner product over the row's vectors — score >= min_score, ids in `exclude` left out.
+  // Ordered by score, then id.
   std::vector<Hit> search(const float* q, int k, float min_score = -2.0f,
                           const std::unordered_set<int64_t>& exclude = {}) const;
   std::optional<ImageRow> row(int64_t id) const;
   std::optional<ImageRow> row_by_path(const std::string& path) const;
   std::vector<ImageRow> all_rows() const;  // by id
   std::vector<Failure> failures() const;
-  // The stored vector of a row (dim), or empty when there is no such row.
+  // The stored vector of a row (dim) — for a multi-vector model pool_item of its vectors — or empty
+  // when there is no such row.
   std::vector<float> vector(int64_t id) const;
+  // Every stored vector of a row (item_size), or empty when there is no such row.
+  std::vector<float> vectors(int64_t id) const;
   // Verifies that the Faiss index holds exactly the SQLite rows' ids and (FLAT) the same vectors.
   Consistency check() const;
   // ANN search parameters: IVF nprobe (default max(1, nlist / 8)), HNSW efSearch (default 64).

@@ -306,7 +306,7 @@ IndexStats index_folder(IndexDb& db, const Embedder& emb, const std::string& dir
     std::vector<NewImage> add;
     std::vector<ImageRow> touch;
     std::vector<Failure> fails;
-    const size_t D = size_t(emb.dim());
+    const size_t D = size_t(emb.item_size());  // floats per image (BLIP-2: its Q query embeddings)
     for (size_t j = 0; j < which.size(); ++j) {
       Item& it = todo[which[j]];
       NewImage n;
