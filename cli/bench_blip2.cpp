@@ -10,7 +10,10 @@
 // --model is a model path, or a preset (blip2-itm-vit-g, blip2-itm-vit-g-coco, blip2-tiny) meaning
 // random weights of that shape: models/blip2 write_random_blip2() writes them to a temporary
 // .safetensors (f32, 4.6 GB for ViT-g; in a forked child, so the parent's peak RSS is that of loading
-// and running the model, as for a real checkpoint), which Blip2Retrieval::load then maps.
+// and running the model, as for a real checkpoint), which Blip2Retrieval::load then maps. With
+// --dtype f16 / bf16 the child rewrites that file in the run dtype (2.3 GB), as a checkpoint saved in
+// that dtype would be: its weights are then mapped, not converted into memory.
+// --dtype bf16 multiplies bf16 values with f32 sums (bgemm, kernels/cpu/gemm.h; docs/engine.md).
 // tools/reference/bench_blip2_torch.py runs this and transformers' Blip2ForImageTextRetrieval at the
 // same shapes and thread count and prints the ratios.
 #include <omp.h>
@@ -25,6 +28,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +36,7 @@
 #include "cli/commands.h"
 #include "core/cpu_features.h"
 #include "models/blip2/blip2.h"
+#include "weights/safetensors.h"
 
 using namespace vislang;
 using namespace vislang::cli;
@@ -79,6 +84,21 @@ void in_child(const std::function<void()>& fn, const std::string& what) {
   VL_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench blip2: ", what, " failed (see above)");
 }
 
+// Rewrites the safetensors file at `path` with its floating tensors in dtype `dt` (metadata kept).
+void convert_checkpoint(const std::string& path, DType dt) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  std::map<std::string, std::string> metadata;
+  {
+    const SafeTensorsFile f = SafeTensorsFile::open(path);
+    metadata = f.metadata();
+    for (const std::string& name : f.names()) {
+      Tensor t = f.get(name);
+      tensors.emplace_back(name, is_floating(t.dtype()) ? t.to(dt) : t.clone());
+    }
+  }
+  save_safetensors(path, tensors, metadata);
+}
+
 std::vector<int> parse_batches(const std::string& s) {
   std::vector<int> out;
   for (const std::string& item : split_commas(s)) {
@@ -122,7 +142,7 @@ int bench_main(const Parsed& a) {
   if (part != "all" && part != "vision" && part != "qformer")
     throw UsageError(str("--part must be all, vision or qformer, got '", part, "'"));
   if (format != "table" && format != "json") throw UsageError(str("--format must be table or json, got '", format, "'"));
-  (void)parse_dtype(a.get("--dtype", "f32"));
+  const DType dtype = parse_dtype(a.get("--dtype", "f32"));
 
   std::string path = model, tmp;
   double gen_s = 0;
@@ -137,7 +157,12 @@ int bench_main(const Parsed& a) {
     }
     tmp = (std::filesystem::temp_directory_path() / str("vislang_random_", model, "_", ::getpid(), ".safetensors")).string();
     const auto t0 = Clock::now();
-    in_child([&] { blip2::write_random_blip2(cfg, tmp, seed); }, "writing random " + model + " weights to " + tmp);
+    in_child(
+        [&] {
+          blip2::write_random_blip2(cfg, tmp, seed);
+          if (dtype != DType::F32) convert_checkpoint(tmp, dtype);
+        },
+        "writing random " + model + " weights to " + tmp);
     gen_s = std::chrono::duration<double>(Clock::now() - t0).count();
     path = tmp;
   }
@@ -199,7 +224,7 @@ int bench_main(const Parsed& a) {
   std::printf("%-20s %6s %12s %12s\n", "part", "batch", "ms/batch", "images/s");
   for (const Row& r : rows) std::printf("%-20s %6d %12.1f %12.2f\n", r.part.c_str(), r.batch, r.ms, r.batch * 1000.0 / r.ms);
   std::printf("\npeak RSS %.0f MiB (this process); load %.2f s", rss_mib, load_s);
-  if (random) std::printf("; random weights written by a child process in %.1f s", gen_s);
+  if (random) std::printf("; random weights written (%s) by a child process in %.1f s", dtype_name(dtype), gen_s);
   std::printf("\n");
   return 0;
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """bench_blip2_torch.py — BLIP-2 image throughput in vislang and in PyTorch (transformers), side by side.
 
-Both run blip2-itm-vit-g's image path with random weights, float32, on the CPU, with the same thread
-count, batch sizes and timing (warm-up, then the median of --reps runs), on random inputs:
+Both run blip2-itm-vit-g's image path with random weights on the CPU, in float32 or (--dtype bf16) in
+bfloat16, with the same thread count, batch sizes and timing (warm-up, then the median of --reps
+runs), on random inputs:
 
   vision + Q-Former   pixels (B, 3, 224, 224) -> ViT-g/14 (39 layers, width 1408) -> (B, 257, 1408)
                       -> Q-Former (12 layers, 32 queries) -> vision_projection -> normalize (B, 32, 256)
@@ -15,13 +16,18 @@ count, batch sizes and timing (warm-up, then the median of --reps runs), on rand
            three calls HF's forward(use_image_text_matching_head=False) makes for the image side:
            vision_model -> qformer(query_tokens, encoder_hidden_states) -> normalize(vision_projection(.))
 
+--dtype bf16: vislang runs with --dtype bf16 (weights and activations stored as bf16; every matmul
+multiplies bf16 values and sums in f32, see docs/engine.md) and torch with model.to(torch.bfloat16) and
+bf16 inputs (its CPU linear layers then run oneDNN's bf16 kernels where the CPU has AVX512_BF16).
+
 Each framework runs in its own process (vislang first, then torch), so their memory does not add up.
 For each run the script prints how much CPU other processes used meanwhile (from /proc/stat): a
 shared machine is only fit for this when that is ~0.
 Ratios > 1 mean vislang is faster. The weights differ (both random); the shapes and the work are the
 same. The machine should be quiet: the load average is printed before and after.
 
-    python3 tools/reference/bench_blip2_torch.py [--threads 2] [--batches 1,8] [--reps 3] [--vislang PATH]
+    python3 tools/reference/bench_blip2_torch.py [--threads 2] [--batches 1,8] [--reps 3] [--dtype f32|bf16]
+                                                 [--vislang PATH]
 """
 import argparse
 import json
@@ -51,8 +57,9 @@ def run_torch(args):
         qformer_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                             vocab_size=30523, cross_attention_frequency=2, use_qformer_text_input=True),
         num_query_tokens=32, image_text_hidden_size=256)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     t0 = time.perf_counter()
-    model = Blip2ForImageTextRetrieval(cfg).eval()
+    model = Blip2ForImageTextRetrieval(cfg).eval().to(dtype)
     build_s = time.perf_counter() - t0
 
     def image_side(pixels):
@@ -69,10 +76,10 @@ def run_torch(args):
     with torch.inference_mode():
         for b in args.batches:
             if args.part != "qformer":
-                pixels = torch.randn(b, 3, 224, 224)
+                pixels = torch.randn(b, 3, 224, 224).to(dtype)
                 rows.append(("vision + Q-Former", b, median_ms(lambda: image_side(pixels), args.warmup, args.reps)))
             if args.part != "vision":
-                feats = torch.randn(b, 257, 1408)
+                feats = torch.randn(b, 257, 1408).to(dtype)
                 rows.append(("Q-Former alone", b, median_ms(lambda: qformer_side(feats), args.warmup, args.reps)))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "build_s": build_s,
@@ -108,6 +115,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--part", choices=["all", "vision", "qformer"], default="all")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="both run in this dtype (default f32)")
     ap.add_argument("--vislang", default=str(REPO / "build" / "bin" / "vislang"), help="the vislang binary")
     ap.add_argument("--model", default="blip2-itm-vit-g",
                     help="vislang's --model: the preset (random weights written for each run), or a model of that "
@@ -120,7 +128,8 @@ def main():
         return 0
 
     print(f"load average before: {loadavg()} (benchmark only on a quiet machine)", flush=True)
-    common = ["--threads", str(args.threads), "--reps", str(args.reps), "--warmup", str(args.warmup)]
+    common = ["--threads", str(args.threads), "--reps", str(args.reps), "--warmup", str(args.warmup),
+              "--dtype", args.dtype]
     cmd = [args.vislang, "bench", "blip2", "--format", "json", "--model", args.model,
            "--batch", ",".join(map(str, args.batches)), "--part", args.part, *common]
     print("$ " + " ".join(cmd), flush=True)
@@ -136,7 +145,7 @@ def main():
     print(f"other processes used {vl_other:.2f} CPUs during the vislang run, {th_other:.2f} during the torch run "
           f"(more than ~0.1: re-run on a quieter machine)\n")
 
-    print(f"BLIP-2 blip2-itm-vit-g image side, random weights, f32, CPU ({vl['device_name']}), "
+    print(f"BLIP-2 blip2-itm-vit-g image side, random weights, {args.dtype}, CPU ({vl['device_name']}), "
           f"{args.threads} threads, median of {args.reps} after {args.warmup} warm-up")
     print(f"vislang peak RSS {vl['peak_rss_mib']:.0f} MiB; torch {th['torch']} peak RSS {th['peak_rss_mib']:.0f} MiB\n")
     print(f"{'part':<20} {'batch':>5} {'vislang img/s':>14} {'torch img/s':>12} {'ratio':>7}")

@@ -18,8 +18,12 @@ is its own: for torch it includes importing torch + transformers, for ORT import
 only (the export runs in a separate process first). Ratios > 1 mean vislang is faster.
 The weights differ between vislang and the peers (both random); the shapes and the work are the same.
 
+--dtype bf16 runs vislang with --dtype bf16 (bf16 weights and activations, bf16 matmul inputs with
+f32 sums) and torch with model.to(torch.bfloat16) on bf16 pixels; ONNX Runtime is skipped (its CPU
+provider has no bf16 kernels for these ops).
+
 Run from the repository root after a build:
-    python3 tools/reference/bench_peers.py [--threads 2] [--batches 1,32] [--reps 5] [--rounds 1]
+    python3 tools/reference/bench_peers.py [--threads 2] [--batches 1,32] [--reps 5] [--rounds 1] [--dtype f32|bf16]
 On a machine shared with other work, --rounds 3 repeats every measurement and keeps the fastest.
 """
 import argparse
@@ -77,8 +81,9 @@ def worker_torch(args):
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    model = make_torch_model(torch)
-    x = torch.randn(args.batch, 3, 224, 224)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    model = make_torch_model(torch).to(dtype)
+    x = torch.randn(args.batch, 3, 224, 224).to(dtype)
     with torch.inference_mode():
         ms = median_ms(lambda: model(x), args.warmup, args.reps)
     return {"ms": ms, "images_per_s": args.batch * 1000.0 / ms, "peak_rss_mib": peak_rss_mib(),
@@ -146,14 +151,16 @@ def run_json(cmd, env=None):
 
 def run_worker(kind, args, batch):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--batch", str(batch), "--threads",
-           str(args.threads), "--reps", str(args.reps), "--warmup", str(args.warmup), "--onnx-dir", args.onnx_dir]
+           str(args.threads), "--reps", str(args.reps), "--warmup", str(args.warmup), "--onnx-dir", args.onnx_dir,
+           "--dtype", args.dtype]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     return run_json(cmd, env)
 
 
 def run_vislang(args, batch):
     cmd = [args.vislang, "bench", "clip", "--model", "ViT-B/32", "--batch", str(batch), "--threads", str(args.threads),
-           "--format", "json", "--tower", "image", "--reps", str(args.reps), "--warmup", str(args.warmup)]
+           "--format", "json", "--tower", "image", "--reps", str(args.reps), "--warmup", str(args.warmup),
+           "--dtype", args.dtype]
     return run_json(cmd)
 
 
@@ -171,6 +178,7 @@ def main():
     ap.add_argument("--vislang", default=str(REPO / "build" / "bin" / "vislang"))
     ap.add_argument("--onnx-dir", default="/tmp/vislang_bench_peers")
     ap.add_argument("--skip-ort", action="store_true")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="vislang and torch run in this dtype")
     ap.add_argument("--worker", choices=["torch", "ort", "export"], help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -183,6 +191,7 @@ def main():
         sys.exit(f"bench_peers: {args.vislang} not found: build first (cmake -S . -B build && cmake --build build) "
                  "or pass --vislang PATH")
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    args.skip_ort = args.skip_ort or args.dtype != "f32"
 
     if not args.skip_ort:
         exp = run_worker("export", args, 2)
@@ -203,7 +212,7 @@ def main():
         rows.append((b, best(vl), best(th), best(ox) if ox else None))
 
     v0, t0 = rows[0][1], rows[0][2]
-    print(f"CLIP ViT-B/32 image tower, fp32, CPU ({v0['device_name']}), {args.threads} threads, random weights; "
+    print(f"CLIP ViT-B/32 image tower, {args.dtype}, CPU ({v0['device_name']}), {args.threads} threads, random weights; "
           f"median of {args.reps} runs after {args.warmup} warm-up, best of {args.rounds} round(s)")
     print(f"vislang {args.vislang}; torch {t0['version']}; onnxruntime "
           f"{rows[0][3]['version'] if rows[0][3] else '(skipped)'}")
