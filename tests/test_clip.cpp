@@ -271,4 +271,49 @@ TEST_SUITE("models") {
     SafeTensorsFile ref = open_reference(dir);
     for (const auto& [name, rel] : reference_models(ref)) check_model(dir, ref, name, rel);
   }
+
+  // The text tower runs only up to the batch's last EOT (models/clip/clip.cpp): a short text encoded
+  // alone (4 positions) must give the embedding it gets when a 77-token text in the same batch forces
+  // all 77 positions (the padded path), for both pooling rules.
+  TEST_CASE("clip: text tower trimmed to the last EOT equals the padded path") {
+    for (bool argmax : {true, false}) {
+      ClipConfig cfg;
+      cfg.vision.image_size = 32;
+      cfg.vision.patch_size = 16;
+      cfg.vision.width = 16;
+      cfg.vision.layers = 1;
+      cfg.vision.heads = 2;
+      cfg.vision.mlp_dim = 32;
+      cfg.text.vocab_size = 100;
+      cfg.text.width = 32;
+      cfg.text.layers = 2;
+      cfg.text.heads = 2;
+      cfg.text.mlp_dim = 64;
+      cfg.text.pool_argmax = argmax;
+      cfg.text.eos_token_id = 99;
+      cfg.projection_dim = 16;
+      Generator gen(7);
+      WeightScope scope = WeightScope::with_initializer([&](const std::string&, const Shape& shape, DType dt) {
+        return Tensor::randn(shape, gen, dt, Device::cpu(), 0.0, 0.5);
+      });
+      ClipModel m = ClipModel::from_scope(scope, cfg, Device::cpu(), DType::F32);
+      const int64_t T = cfg.text.context_length;
+      // Row 0: SOT 98, two tokens, EOT 99, then padding (0, or EOT again like HF's pad token).
+      // Row 1: EOT at the last position, so the batch cannot be trimmed.
+      std::vector<int32_t> ids(size_t(2 * T), argmax ? 0 : 99);
+      const int32_t short_row[4] = {98, 5, 7, 99};
+      std::copy(short_row, short_row + 4, ids.begin());
+      for (int64_t t = 0; t < T; ++t) ids[size_t(T + t)] = t == 0 ? 98 : t == T - 1 ? 99 : int32_t(1 + t % 90);
+      Tensor both = m.encode_text(Tensor::from_vector(ids, {2, T}, DType::I32));         // (2, E), 77 positions
+      std::vector<int32_t> first(ids.begin(), ids.begin() + T);
+      Tensor alone = m.encode_text(Tensor::from_vector(first, {1, T}, DType::I32));       // (1, E), 4 positions
+      Tensor exact4 = m.encode_text(Tensor::from_vector(std::vector<int32_t>(short_row, short_row + 4), {1, 4},
+                                                        DType::I32));                      // (1, E)
+      const std::string tag = argmax ? "argmax pooling" : "eos_token_id pooling";
+      compare_rows(alone, both.narrow(0, 0, 1).contiguous(), tag + ": trimmed vs padded path");
+      compare_rows(alone, exact4, tag + ": trimmed vs 4 positions");
+      // Row 1 differs from row 0 (the test would not notice a tower that ignores its input otherwise).
+      CHECK(std::fabs(both.to_vector<float>()[0] - both.to_vector<float>()[size_t(cfg.projection_dim)]) > 1e-4);
+    }
+  }
 }

@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -112,7 +113,8 @@ Tensor TextTransformer::forward(const Tensor& ids_in) const {
            cfg.context_length, "]");
   Tensor ids = ids_in.to(DType::I64);
   // EOT position per row, computed on the host (ids are small).
-  std::vector<int64_t> h = ids.to_vector<int64_t>(), flat(static_cast<size_t>(B));
+  std::vector<int64_t> h = ids.to_vector<int64_t>(), pool(static_cast<size_t>(B));
+  int64_t used = 1;  // positions up to the last EOT of the batch
   for (int64_t b = 0; b < B; ++b) {
     int64_t best = 0;
     for (int64_t t = 0; t < T; ++t) {
@@ -122,8 +124,18 @@ Tensor TextTransformer::forward(const Tensor& ids_in) const {
         if (!cfg.pool_argmax) break;
       }
     }
-    flat[b] = b * T + best;
+    pool[b] = best;
+    used = std::max(used, best + 1);
   }
+  // The attention is causal and only the EOT position is read, so the positions after the batch's
+  // last EOT (the padding) cannot change the result: run the encoder on the first `used` only
+  // (queries of ~10 tokens instead of 77). Same embeddings up to f32 rounding (tests/test_clip.cpp).
+  if (used < T) {
+    ids = ids.narrow(1, 0, used).contiguous();
+    T = used;
+  }
+  std::vector<int64_t> flat(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) flat[b] = b * T + pool[b];
   Tensor x = ops::embedding(token_embedding, ids);                    // (B, T, C)
   x = ops::add(x, position_embedding.narrow(0, 0, T));               // + (T, C)
   ops::AttentionOptions opt;
