@@ -21,6 +21,14 @@ std::string decode_jpeg_libjpeg(const uint8_t* data, size_t n, Image& out);
 // stream is complete, else why not. Used with stb_image, which silently decodes truncated files.
 std::string jpeg_structure_error(const uint8_t* data, size_t n);
 
+// PNG: decode_image tries decode_png_fast, then decode_png_stb.
+// The fast path for well-formed 8-bit, non-interlaced PNGs without tRNS (image/png.cpp): true with
+// `out` filled, or false — "not decoded here", never an error — and the stb_image path decides.
+bool decode_png_fast(const uint8_t* data, size_t n, Image& out);
+// The stb_image path (image/image.cpp): every PNG stb reads, PIL's conversions, truncated-file repair,
+// PIL-style errors. The reference the fast path is tested against.
+std::string decode_png_stb(const uint8_t* data, size_t n, Image& out);
+
 // First frame of a GIF, following PIL's GifImagePlugin + GifDecode.c (see image/gif.cpp).
 std::string decode_gif_first_frame(const uint8_t* data, size_t n, Image& out);
 

@@ -1,5 +1,6 @@
 // image/image.cpp — load_image / decode_image: file reading, format sniffing, errors, and the PNG/BMP
-// (and fallback JPEG) decoding through stb_image, with PIL's conversions to RGB.
+// (and fallback JPEG) decoding through stb_image, with PIL's conversions to RGB. Well-formed 8-bit PNGs
+// take a faster path first (image/png.cpp); every other PNG, and every error, comes from here.
 //
 // stb_image is compiled here, privately (STB_IMAGE_STATIC), so another translation unit that also
 // includes stb_image.h with STB_IMAGE_IMPLEMENTATION cannot clash with it.
@@ -207,6 +208,13 @@ std::string png_repair(const uint8_t* d, size_t n, std::vector<uint8_t>& repaire
 }
 
 std::string decode_png(const uint8_t* d, size_t n, Image& out) {
+  if (detail::decode_png_fast(d, n, out)) return "";  // the common case; see image/png.cpp
+  return detail::decode_png_stb(d, n, out);
+}
+
+}  // namespace
+
+std::string detail::decode_png_stb(const uint8_t* d, size_t n, Image& out) {
   if (n < 33 || std::memcmp(d + 12, "IHDR", 4) != 0) return "corrupt PNG: no IHDR chunk";
   uint32_t w = be32(d + 16), h = be32(d + 20);
   int depth = d[24], color_type = d[25];
@@ -237,6 +245,8 @@ std::string decode_png(const uint8_t* d, size_t n, Image& out) {
   if (err2.empty()) return "";
   return "truncated: the PNG ends early (" + err2 + ")";
 }
+
+namespace {
 
 // ---- BMP ----------------------------------------------------------------------------------------
 

@@ -97,11 +97,64 @@ inline uint8_t clip8(int ss) {
 
 namespace {
 
-// Horizontal pass: out(x, y) = sum_j src(first[x] - col0 + j, y) * k[x][j] for `rows` rows of `src`
-// (row stride src_w pixels), clipped to uint8.
-Image horizontal_pass(const uint8_t* src, int src_w, int rows, int col0, const Weights& wh, int out_w) {
+inline void copy_pixel(const uint8_t* from, uint8_t* to) {  // (std::copy_n of 3 bytes became a memmove call)
+  to[0] = from[0];
+  to[1] = from[1];
+  to[2] = from[2];
+}
+
+// Vertical pass: out(x, y) = sum_j src(x + col0, first[y] - row0 + j) * k[y][j] for out_w columns
+// starting at column col0 of `src` (row stride src_w pixels; src row 0 is source row row0), clipped to
+// uint8, into `out` (out_h rows of out_w pixels). Row-at-a-time accumulation (contiguous, vectorizes);
+// integer sums, so the order of the additions does not change the result. OpenMP over rows when
+// `parallel` and the pass is large.
+void vertical_pass_into(const uint8_t* src, int src_w, int row0, int col0, const Weights& wv, int out_w, int out_h,
+                        uint8_t* out, bool parallel) {
+  const size_t in_stride = static_cast<size_t>(src_w) * 3, n = static_cast<size_t>(out_w) * 3;
+  constexpr size_t kLanes = 32;
+#pragma omp parallel if (parallel && static_cast<int64_t>(out_h) * out_w * wv.ksize > (1 << 18))
+  {
+    std::vector<int32_t> acc(n);
+#pragma omp for schedule(static)
+    for (int yy = 0; yy < out_h; ++yy) {
+      const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
+      const uint8_t* base = src + static_cast<size_t>(wv.first[yy] - row0) * in_stride + static_cast<size_t>(col0) * 3;
+      uint8_t* o = out + static_cast<size_t>(yy) * n;
+      size_t x0 = 0;
+      for (; x0 + kLanes <= n; x0 += kLanes) {  // kLanes sums held in registers over all taps
+        int32_t a[kLanes];
+        for (size_t j = 0; j < kLanes; ++j) a[j] = 1 << (kPrecisionBits - 1);
+        for (int y = 0; y < wv.count[yy]; ++y) {
+          const uint8_t* row = base + static_cast<size_t>(y) * in_stride + x0;
+          const int32_t ky = k[y];
+          for (size_t j = 0; j < kLanes; ++j) a[j] += row[j] * ky;
+        }
+        for (size_t j = 0; j < kLanes; ++j) o[x0 + j] = clip8(a[j]);
+      }
+      if (x0 < n) {  // the rest, accumulated in memory
+        std::fill(acc.begin() + x0, acc.end(), 1 << (kPrecisionBits - 1));
+        for (int y = 0; y < wv.count[yy]; ++y) {
+          const uint8_t* row = base + static_cast<size_t>(y) * in_stride;
+          const int32_t ky = k[y];
+          for (size_t xc = x0; xc < n; ++xc) acc[xc] += row[xc] * ky;
+        }
+        for (size_t xc = x0; xc < n; ++xc) o[xc] = clip8(acc[xc]);
+      }
+    }
+  }
+}
+
+Image vertical_pass(const uint8_t* src, int src_w, int row0, int col0, const Weights& wv, int out_w, int out_h) {
+  Image out = Image::blank(out_w, out_h);
+  vertical_pass_into(src, src_w, row0, col0, wv, out_w, out_h, out.rgb.data(), true);
+  return out;
+}
+
+// Horizontal pass, plain loops as Pillow writes it (ImagingResampleHorizontal_8bpc): out(x, y) =
+// sum_j src(first[x] - col0 + j, y) * k[x][j] for `rows` rows of `src` (row stride src_w pixels), clipped
+// to uint8. The reference for horizontal_pass.
+Image horizontal_pass_ref(const uint8_t* src, int src_w, int rows, int col0, const Weights& wh, int out_w) {
   Image out = Image::blank(out_w, rows);
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(rows) * out_w * wh.ksize > (1 << 18))
   for (int y = 0; y < rows; ++y) {
     const uint8_t* in = src + static_cast<size_t>(y) * src_w * 3;
     uint8_t* o = &out.rgb[static_cast<size_t>(y) * out_w * 3];
@@ -122,28 +175,30 @@ Image horizontal_pass(const uint8_t* src, int src_w, int rows, int col0, const W
   return out;
 }
 
-// Vertical pass: out(x, y) = sum_j src(x + col0, first[y] - row0 + j) * k[y][j] for out_w columns
-// starting at column col0 of `src` (row stride src_w pixels; src row 0 is source row row0).
-Image vertical_pass(const uint8_t* src, int src_w, int row0, int col0, const Weights& wv, int out_w, int out_h) {
-  Image out = Image::blank(out_w, out_h);
-  const size_t in_stride = static_cast<size_t>(src_w) * 3, n = static_cast<size_t>(out_w) * 3;
-#pragma omp parallel if (static_cast<int64_t>(out_h) * out_w * wv.ksize > (1 << 18))
+// The same pass, computed as the vertical pass on transposed blocks of kBlockRows rows: transpose the
+// block's source columns [c0, c1) (block pixel (r, x) -> t(x, r)), run vertical_pass_into over t with
+// the horizontal weights, transpose the (out_w, rows) result back. The integer sums are the same, so the
+// pixels are; the inner loop now runs over contiguous memory and vectorizes (224 -> 64, CLIP's toy
+// model input: 3x faster than horizontal_pass_ref). Blocks keep the transposed copies in L1/L2.
+Image horizontal_pass(const uint8_t* src, int src_w, int rows, int col0, const Weights& wh, int out_w) {
+  constexpr int kBlockRows = 32;
+  Image out = Image::blank(out_w, rows);
+  const int c0 = wh.first[0] - col0, c1 = wh.first[out_w - 1] + wh.count[out_w - 1] - col0;  // columns read
+  const int nblocks = (rows + kBlockRows - 1) / kBlockRows;
+#pragma omp parallel if (static_cast<int64_t>(rows) * out_w * wh.ksize > (1 << 18))
   {
-    // Row-at-a-time accumulation (cache-friendly, vectorizable); integer sums, so the order of the
-    // additions does not change the result.
-    std::vector<int32_t> acc(n);
+    std::vector<uint8_t> t(static_cast<size_t>(c1 - c0) * kBlockRows * 3), ot(static_cast<size_t>(out_w) * kBlockRows * 3);
 #pragma omp for schedule(static)
-    for (int yy = 0; yy < out_h; ++yy) {
-      const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
-      const uint8_t* base = src + static_cast<size_t>(wv.first[yy] - row0) * in_stride + static_cast<size_t>(col0) * 3;
-      std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
-      for (int y = 0; y < wv.count[yy]; ++y) {
-        const uint8_t* row = base + static_cast<size_t>(y) * in_stride;
-        const int32_t ky = k[y];
-        for (size_t xc = 0; xc < n; ++xc) acc[xc] += row[xc] * ky;
+    for (int b = 0; b < nblocks; ++b) {
+      const int y0 = b * kBlockRows, nr = std::min(kBlockRows, rows - y0);
+      for (int r = 0; r < nr; ++r) {  // t: (c1 - c0) rows of nr pixels
+        const uint8_t* s = src + (static_cast<size_t>(y0 + r) * src_w + c0) * 3;
+        for (int x = 0; x < c1 - c0; ++x) copy_pixel(s + x * 3, &t[(static_cast<size_t>(x) * nr + r) * 3]);
       }
-      uint8_t* o = &out.rgb[static_cast<size_t>(yy) * n];
-      for (size_t xc = 0; xc < n; ++xc) o[xc] = clip8(acc[xc]);
+      // ot: out_w rows of nr pixels; t's row 0 is source column c0 + col0.
+      vertical_pass_into(t.data(), nr, c0 + col0, 0, wh, nr, out_w, ot.data(), false);
+      for (int xx = 0; xx < out_w; ++xx)
+        for (int r = 0; r < nr; ++r) copy_pixel(&ot[(static_cast<size_t>(xx) * nr + r) * 3], out.pixel(xx, y0 + r));
     }
   }
   return out;
@@ -164,7 +219,12 @@ bool resize_vertical_first(int in_w, int in_h, int out_w, int out_h, PassOrder o
          static_cast<int64_t>(in_h) - out_h > 2 * (static_cast<int64_t>(in_w) - out_w);
 }
 
-Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h, PassOrder order) {
+namespace {
+
+using HorizontalPass = Image (*)(const uint8_t* src, int src_w, int rows, int col0, const Weights& wh, int out_w);
+
+Image resize_region(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h, PassOrder order,
+                    HorizontalPass horizontal) {
   VL_CHECK(img.width > 0 && img.height > 0 && static_cast<size_t>(img.width) * img.height * 3 == img.rgb.size(),
            "resize_bicubic: bad input image ", img.width, " x ", img.height, " with ", img.rgb.size(), " bytes");
   VL_CHECK(out_w > 0 && out_h > 0, "resize_bicubic: output size must be positive, got ", out_w, " x ", out_h);
@@ -174,7 +234,7 @@ Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int 
   const bool need_h = out_w != img.width, need_v = out_h != img.height;
   if (!need_h && !need_v) return window(img, x0, y0, w, h);
   if (!need_h) return vertical_pass(img.rgb.data(), img.width, 0, x0, bicubic_weights(img.height, out_h, y0, h), w, h);
-  if (!need_v) return horizontal_pass(img.pixel(0, y0), img.width, h, 0, bicubic_weights(img.width, out_w, x0, w), w);
+  if (!need_v) return horizontal(img.pixel(0, y0), img.width, h, 0, bicubic_weights(img.width, out_w, x0, w), w);
 
   Weights wh = bicubic_weights(img.width, out_w, x0, w);
   Weights wv = bicubic_weights(img.height, out_h, y0, h);
@@ -182,12 +242,23 @@ Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int 
     // Vertical over the source columns the horizontal pass reads, then horizontal.
     int col0 = wh.first[0], col1 = wh.first[w - 1] + wh.count[w - 1];
     Image temp = vertical_pass(img.rgb.data(), img.width, 0, col0, wv, col1 - col0, h);
-    return horizontal_pass(temp.rgb.data(), temp.width, h, col0, wh, w);
+    return horizontal(temp.rgb.data(), temp.width, h, col0, wh, w);
   }
   // Horizontal over the source rows the vertical pass reads (Pillow's ybox_first..ybox_last), then vertical.
   int row0 = wv.first[0], row1 = wv.first[h - 1] + wv.count[h - 1];
-  Image temp = horizontal_pass(img.pixel(0, row0), img.width, row1 - row0, 0, wh, w);
+  Image temp = horizontal(img.pixel(0, row0), img.width, row1 - row0, 0, wh, w);
   return vertical_pass(temp.rgb.data(), temp.width, row0, 0, wv, w, h);
+}
+
+}  // namespace
+
+Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h, PassOrder order) {
+  return resize_region(img, out_w, out_h, x0, y0, w, h, order, horizontal_pass);
+}
+
+Image resize_bicubic_region_ref(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h,
+                                PassOrder order) {
+  return resize_region(img, out_w, out_h, x0, y0, w, h, order, horizontal_pass_ref);
 }
 
 Image resize_bicubic(const Image& img, int out_w, int out_h, PassOrder order) {

@@ -41,6 +41,12 @@ Image resize_bicubic(const Image& img, int out_w, int out_h, PassOrder order = P
 Image resize_bicubic_region(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h,
                             PassOrder order = PassOrder::PILLOW);
 
+// resize_bicubic_region with the horizontal pass as Pillow's plain loops (the default one runs the same
+// integer sums on transposed blocks, which vectorizes): the reference it is tested against
+// (tests/test_image.cpp). Same pixels, about 3x slower.
+Image resize_bicubic_region_ref(const Image& img, int out_w, int out_h, int x0, int y0, int w, int h,
+                                PassOrder order = PassOrder::PILLOW);
+
 // How a center crop places its window when (image size - crop size) is odd, and where a crop larger
 // than the image puts the zero padding:
 //   TORCHVISION: torchvision.transforms.CenterCrop (OpenAI CLIP, open_clip):

@@ -23,9 +23,11 @@
 #include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "image/clip_preprocess.h"
+#include "image/codecs.h"
 #include "tests/test_util.h"
 
 using namespace vislang;
@@ -131,6 +133,91 @@ struct TempDir {
     return p;
   }
 };
+
+
+// ---- PNGs written here, for the fast PNG path's tests --------------------------------------------
+
+void put_be32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out.push_back(uint8_t(v >> s));
+}
+
+void put_chunk(std::vector<uint8_t>& png, const char* type, const std::vector<uint8_t>& data) {
+  put_be32(png, uint32_t(data.size()));
+  const size_t at = png.size();
+  png.insert(png.end(), type, type + 4);
+  png.insert(png.end(), data.begin(), data.end());
+  put_be32(png, uint32_t(crc32(0L, &png[at], uInt(png.size() - at))));
+}
+
+// An 8-bit PNG of `samples` (h rows of w * channels bytes; channels from the colour type), row y filtered
+// with filters[y % filters.size()] (the encoder side of PNG's filters, written plainly), the zlib stream
+// split into IDAT chunks of at most `idat_size` bytes.
+std::vector<uint8_t> make_png(int w, int h, int color_type, const std::vector<uint8_t>& samples,
+                              const std::vector<int>& filters, const std::vector<uint8_t>& palette = {},
+                              size_t idat_size = 1 << 20) {
+  const int ch = color_type == 0 || color_type == 3 ? 1 : color_type == 4 ? 2 : color_type == 2 ? 3 : 4;
+  const size_t stride = size_t(w) * ch;
+  std::vector<uint8_t> raw;
+  for (int y = 0; y < h; ++y) {
+    const int f = filters[size_t(y) % filters.size()];
+    raw.push_back(uint8_t(f));
+    const uint8_t* cur = &samples[size_t(y) * stride];
+    for (size_t i = 0; i < stride; ++i) {
+      const int a = i >= size_t(ch) ? cur[i - ch] : 0, b = y > 0 ? cur[i - stride] : 0;
+      const int c = (i >= size_t(ch) && y > 0) ? cur[i - stride - ch] : 0;
+      int pred = 0;
+      if (f == 1) pred = a;
+      else if (f == 2) pred = b;
+      else if (f == 3) pred = (a + b) / 2;
+      else if (f == 4) {
+        const int p = a + b - c, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
+        pred = (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c);
+      }
+      raw.push_back(uint8_t(cur[i] - pred));
+    }
+  }
+  std::vector<uint8_t> z(compressBound(uLong(raw.size())));
+  uLongf zn = uLongf(z.size());
+  REQUIRE(compress(z.data(), &zn, raw.data(), uLong(raw.size())) == Z_OK);
+  z.resize(zn);
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  std::vector<uint8_t> ihdr;
+  put_be32(ihdr, uint32_t(w));
+  put_be32(ihdr, uint32_t(h));
+  for (uint8_t b : {uint8_t(8), uint8_t(color_type), uint8_t(0), uint8_t(0), uint8_t(0)}) ihdr.push_back(b);
+  put_chunk(png, "IHDR", ihdr);
+  put_chunk(png, "tEXt", {'C', 'o', 'm', 'm', 'e', 'n', 't', 0, 'x'});  // an ancillary chunk to skip
+  if (!palette.empty()) put_chunk(png, "PLTE", palette);
+  for (size_t at = 0; at < z.size(); at += idat_size)
+    put_chunk(png, "IDAT", std::vector<uint8_t>(z.begin() + long(at), z.begin() + long(std::min(z.size(), at + idat_size))));
+  put_chunk(png, "IEND", {});
+  return png;
+}
+
+// What decode_image gives (the fast path first, then stb_image) and what the stb_image path alone gives
+// must be the same outcome: the same pixels, or the same error.
+void check_same_outcome(const std::vector<uint8_t>& png, const std::string& what) {
+  Image ref;
+  const std::string ref_err = detail::decode_png_stb(png.data(), png.size(), ref);
+  std::string err;
+  Image got;
+  try {
+    got = decode_image(png.data(), png.size(), "x.png");
+  } catch (const Error& e) {
+    err = e.what();
+  }
+  CAPTURE(what);
+  CAPTURE(err);
+  CAPTURE(ref_err);
+  CHECK(err.empty() == ref_err.empty());
+  if (err.empty() && ref_err.empty()) {
+    CHECK(got.width == ref.width);
+    CHECK(got.height == ref.height);
+    CHECK(got.rgb == ref.rgb);
+  } else if (!err.empty() && !ref_err.empty()) {
+    CHECK(contains(err, ref_err));
+  }
+}
 
 }  // namespace
 
@@ -420,5 +507,132 @@ TEST_SUITE("image") {
     CHECK(index == std::vector<size_t>{0, 4});
     Tensor one = preprocess(load_image(good2), cfg);
     CHECK(std::memcmp(batch.data<float>() + 3 * 64 * 64, one.data<float>(), 3 * 64 * 64 * sizeof(float)) == 0);
+  }
+
+  TEST_CASE("the fast PNG path gives the stb_image path's pixels, and declines what it does not handle") {
+    // Every filter type on every row kind, every 8-bit colour type, split IDATs: exact pixels, and the
+    // fast path (detail::decode_png_fast) must take them all.
+    std::mt19937 rng(5);
+    for (int ct : {0, 2, 3, 4, 6}) {
+      const int ch = ct == 0 || ct == 3 ? 1 : ct == 4 ? 2 : ct == 2 ? 3 : 4;
+      for (auto [w, h] : {std::pair{1, 1}, std::pair{7, 5}, std::pair{33, 17}}) {
+        std::vector<uint8_t> samples(size_t(w) * h * ch), palette;
+        for (auto& v : samples) v = uint8_t(rng());
+        if (ct == 3) {
+          for (int i = 0; i < 3 * 200; ++i) palette.push_back(uint8_t(rng()));
+          for (auto& v : samples) v = uint8_t(v % 200);
+        }
+        // Expected RGB: grey replicated, alpha dropped, palette expanded.
+        std::vector<uint8_t> rgb;
+        for (size_t px = 0; px < size_t(w) * h; ++px)
+          for (int c = 0; c < 3; ++c) {
+            const uint8_t* s = &samples[px * ch];
+            rgb.push_back(ct == 3 ? palette[size_t(s[0]) * 3 + c] : ch <= 2 ? s[0] : s[c]);
+          }
+        for (const std::vector<int>& filters :
+             {std::vector<int>{0}, {1}, {2}, {3}, {4}, {4, 3, 2, 1, 0, 2, 4}}) {
+          for (size_t idat_size : {size_t(1) << 20, size_t(7)}) {
+            std::vector<uint8_t> png = make_png(w, h, ct, samples, filters, palette, idat_size);
+            CAPTURE(ct);
+            CAPTURE(w);
+            CAPTURE(filters[0]);
+            CAPTURE(idat_size);
+            Image fast;
+            REQUIRE(detail::decode_png_fast(png.data(), png.size(), fast));
+            CHECK(fast.width == w);
+            CHECK(fast.height == h);
+            CHECK(fast.rgb == rgb);
+            check_same_outcome(png, "generated PNG");
+          }
+        }
+      }
+    }
+    // PIL's fixtures: where the fast path decodes, it agrees with stb_image (and so with PIL, checked
+    // above); 16-bit, palette + tRNS and the like are left to stb_image.
+    int fast_ok = 0;
+    for (const auto& e : fs::directory_iterator(fixture_dir() + "/inputs")) {
+      if (e.path().extension() != ".png") continue;
+      std::vector<uint8_t> bytes = read_bytes(e.path().string());
+      CAPTURE(e.path().filename().string());
+      Image fast;
+      if (detail::decode_png_fast(bytes.data(), bytes.size(), fast)) {
+        ++fast_ok;
+        Image ref;
+        REQUIRE(detail::decode_png_stb(bytes.data(), bytes.size(), ref).empty());
+        CHECK(fast.rgb == ref.rgb);
+      }
+      const std::string name = e.path().filename().string();
+      if (contains(name, "png16") || contains(name, "_pt.png")) CHECK_FALSE(detail::decode_png_fast(bytes.data(), bytes.size(), fast));
+    }
+    CHECK(fast_ok >= 5);  // the 8-bit RGB, L, LA, RGBA and P inputs
+
+    // Damaged files: the outcome (pixels or error) is the stb_image path's, whatever the fast path does.
+    std::vector<uint8_t> samples(size_t(40) * 30 * 3);
+    for (auto& v : samples) v = uint8_t(rng() % 7 * 40);
+    const std::vector<uint8_t> good = make_png(40, 30, 2, samples, {4, 3, 2, 1, 0}, {}, 64);
+    check_same_outcome(good, "intact");
+    for (size_t keep = 8; keep < good.size(); keep += 13) {  // (shorter: no PNG signature, not sniffed as PNG)
+      std::vector<uint8_t> cut(good.begin(), good.begin() + long(keep));
+      check_same_outcome(cut, str("cut to ", keep, " bytes"));
+    }
+    for (size_t at = 33; at < good.size(); at += 11) {
+      std::vector<uint8_t> bad = good;
+      bad[at] ^= 0x5A;
+      check_same_outcome(bad, str("byte ", at, " flipped"));
+    }
+    std::vector<uint8_t> five = make_png(40, 30, 2, samples, {0});
+    // Filter type 5 on row 0: rebuild the stream with a bad filter byte.
+    {
+      std::vector<uint8_t> raw;
+      for (int y = 0; y < 30; ++y) {
+        raw.push_back(y == 0 ? 5 : 0);
+        raw.insert(raw.end(), samples.begin() + y * 120, samples.begin() + (y + 1) * 120);
+      }
+      std::vector<uint8_t> z(compressBound(uLong(raw.size())));
+      uLongf zn = uLongf(z.size());
+      REQUIRE(compress(z.data(), &zn, raw.data(), uLong(raw.size())) == Z_OK);
+      z.resize(zn);
+      std::vector<uint8_t> png(five.begin(), five.begin() + 33);
+      put_chunk(png, "IDAT", z);
+      put_chunk(png, "IEND", {});
+      Image out;
+      CHECK_FALSE(detail::decode_png_fast(png.data(), png.size(), out));
+      check_same_outcome(png, "filter type 5");
+    }
+    // Palette index past a 4-entry palette: declined (stb_image reads its uninitialised palette there).
+    std::vector<uint8_t> idx = {0, 1, 2, 3, 9, 0};
+    std::vector<uint8_t> pal = make_png(3, 2, 3, idx, {0}, std::vector<uint8_t>(12, 100));
+    Image out;
+    CHECK_FALSE(detail::decode_png_fast(pal.data(), pal.size(), out));
+  }
+
+  TEST_CASE("resize: the transposed-block horizontal pass equals Pillow's plain loops") {
+    // resize_bicubic_region vs resize_bicubic_region_ref (image/resize.h) on random images: down and up,
+    // one pass or two, both pass orders, windows, sizes around the 32-row block and the 32-lane
+    // accumulator, and one large enough for the OpenMP branch. Bit-exact: the same integer sums.
+    std::mt19937 rng(11);
+    struct Case {
+      int in_w, in_h, out_w, out_h;
+    };
+    const Case cases[] = {{224, 224, 64, 64},  {640, 427, 96, 64},  {427, 640, 64, 96},  {1, 50, 7, 9},
+                          {50, 1, 9, 7},       {33, 65, 33, 20},    {65, 33, 20, 33},    {31, 97, 300, 5},
+                          {300, 31, 11, 120},  {100, 900, 30, 40},  {1000, 800, 300, 240}, {5, 5, 5, 5}};
+    for (const Case& c : cases) {
+      Image img = Image::blank(c.in_w, c.in_h);
+      for (auto& v : img.rgb) v = uint8_t(rng() % 3 == 0 ? rng() : (rng() % 2) * 255);  // edges: clipping
+      for (PassOrder order : {PassOrder::PILLOW, PassOrder::HORIZONTAL_FIRST}) {
+        CAPTURE(c.in_w);
+        CAPTURE(c.in_h);
+        CAPTURE(c.out_w);
+        CAPTURE(c.out_h);
+        Image got = resize_bicubic(img, c.out_w, c.out_h, order);
+        Image ref = resize_bicubic_region_ref(img, c.out_w, c.out_h, 0, 0, c.out_w, c.out_h, order);
+        CHECK(max_abs_diff(got, ref) == 0);
+        const int x0 = c.out_w / 3, y0 = c.out_h / 5, w = std::max(1, c.out_w / 2), h = std::max(1, c.out_h - y0 - 1);
+        Image win = resize_bicubic_region(img, c.out_w, c.out_h, x0, y0, w, h, order);
+        Image win_ref = resize_bicubic_region_ref(img, c.out_w, c.out_h, x0, y0, w, h, order);
+        CHECK(max_abs_diff(win, win_ref) == 0);
+      }
+    }
   }
 }
