@@ -321,4 +321,24 @@ TEST_SUITE("ops") {
       CHECK(dl < 0.03 * scale);
     }
   }
+
+  TEST_CASE("attention at head dims 88 and 96 (one 96-wide register tile in cpu_attention.cpp) matches the reference") {
+    // (Also in this file: the tile is what the bf16 ViT-g runs; the backend-ops harness covers D <= 80.)
+    CpuModeGuard g(CpuMode::OPTIMIZED);
+    uint64_t seed = 300;
+    for (DType t : {DType::F32, DType::BF16})
+      for (int64_t d : {88, 96}) {
+        Tensor q = test::rnd({2, 3, 70, d}, t, seed++), k = test::rnd({2, 3, 67, d}, t, seed++),
+               v = test::rnd({2, 3, 67, d}, t, seed++);
+        ops::AttentionOptions o;
+        o.causal = d == 96;
+        Tensor got = ops::scaled_dot_product_attention(q, k, v, o), ref;
+        {
+          CpuModeGuard r(CpuMode::REFERENCE);
+          ref = ops::scaled_dot_product_attention(q, k, v, o);
+        }
+        auto cmp = test::compare(got, ref, test::for_dtype({2e-6, 2e-5}, t));
+        CHECK_MESSAGE(cmp.ok, "attention " << dtype_name(t) << " D " << d << ": " << cmp.message);
+      }
+  }
 }
