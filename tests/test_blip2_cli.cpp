@@ -461,6 +461,25 @@ TEST_SUITE("blip2_cli") {
                   back.describe());
     Result itm_clip = run_vislang({"search", "--db", s / "clipdb", "--text", query, "--score", "itm"});
     CHECK_MESSAGE((itm_clip.status == 2 && contains(itm_clip.err, "needs a BLIP-2")), itm_clip.describe());
+    // Another BLIP-2 checkpoint of the same shape is refused (the probe differs); the same weights
+    // converted from LAVIS's layout are accepted and rank the same way.
+    blip2::write_random_blip2(blip2::Blip2Config::preset("blip2-tiny"), s / "other.safetensors", 3);
+    Result other = run_vislang({"search", "--db", db, "--model", s / "other.safetensors", "--image", paths[0]});
+    CHECK_MESSAGE((other.status == 1 && contains(other.err, "is a different model")), other.describe());
+    Result lav = run_vislang({"search", "--db", db, "--model", lavis_model(), "--vocab", hf_model(), "--text", query,
+                              "-k", "7", "--format", "jsonl"});
+    REQUIRE_MESSAGE(lav.status == 0, lav.describe());
+    for (size_t r = 0; r < 7; ++r) CHECK(lav.jsonl()[r]["path"] == q.jsonl()[r]["path"]);
+    // A candidate whose file has gone is left unranked, with a note.
+    fs::remove(paths[top4[0]]);
+    Result gone = run_vislang({"search", "--db", db, "--text", query, "-k", "4", "--rerank", "4", "--format", "jsonl"});
+    REQUIRE_MESSAGE(gone.status == 0, gone.describe());
+    CHECK_MESSAGE(contains(gone.err, "cannot re-rank " + paths[top4[0]]), gone.err);
+    const std::vector<json> g = gone.jsonl();
+    REQUIRE(g.size() == 4);
+    CHECK(g[3]["path"] == paths[top4[0]]);
+    CHECK(g[3]["itm"].is_null());
+    CHECK(g[0]["path"] == paths[top4[1]]);
     MESSAGE("search: |score - in-process ITC| ", d, ", |P(match) - in-process ITM| ", dm);
   }
 
