@@ -7,6 +7,7 @@
 #include "cli/clip_common.h"
 #include "cli/commands.h"
 #include "train/finetune.h"
+#include "train/qformer_recipe.h"
 #include "train/toy_recipe.h"
 #include "train/vqa_recipe.h"
 
@@ -18,7 +19,8 @@ ArgParser train_parser() {
               "Trains a CLIP with the contrastive (InfoNCE) loss, AdamW, a cosine schedule with warm-up and "
               "gradient clipping, showing progress and writing metrics.csv, loss/accuracy curves (PNG), a "
               "resumable checkpoint and a model folder every vislang command loads.");
-  p.value("--recipe", "NAME", "train from scratch with a built-in recipe: toy (the toy world of shapes)", "what")
+  p.value("--recipe", "NAME", "train from scratch with a built-in recipe: toy (the toy world of shapes), toy-vqa, "
+             "toy-qformer (a tiny BLIP-2 Q-Former on the frozen toy CLIP)", "what")
       .value("--init", "MODEL", "fine-tune this CLIP (HF folder or converted .safetensors)", "what")
       .value("--data", "CSV|FOLDER", "image-caption pairs for --init: a CSV (path,caption) or a folder", "what")
       .value("--steps", "N", "optimizer steps (toy: 700, fine-tune: 100)", "training")
@@ -65,6 +67,21 @@ double get_double(const Parsed& a, const std::string& name, double def) {
   throw UsageError(name + " expects a number, got '" + a.get(name) + "'");
 }
 
+// The options every training run shares (toy CLIP, toy Q-Former, fine-tuning: the same field names).
+template <typename Options>
+void read_training_options(const Parsed& a, Options& o) {
+  o.steps = a.get_int("--steps", o.steps, 1, 10000000);
+  o.batch = a.get_int("--batch", o.batch, 2, 65536);
+  o.lr = get_double(a, "--lr", o.lr);
+  o.warmup = a.get_int("--warmup", o.warmup, 0, 10000000);
+  o.weight_decay = get_double(a, "--weight-decay", o.weight_decay);
+  o.grad_clip = get_double(a, "--grad-clip", o.grad_clip);
+  o.seed = static_cast<uint64_t>(a.get_int("--seed", 0, 0, (1LL << 62)));
+  o.out = a.get("--out", o.out);
+  o.save_dtype = a.get("--save-dtype", o.save_dtype);
+  o.progress = !a.has("--no-progress");
+}
+
 int train_main(const Parsed& a) {
   Runtime rt = apply_runtime_options(a);
   (void)rt;
@@ -86,31 +103,34 @@ int train_main(const Parsed& a) {
               << "model.safetensors, eval.json\n";
     return 0;
   }
+  if (toy && a.get("--recipe") == "toy-qformer") {  // a tiny BLIP-2 Q-Former on the frozen toy CLIP (docs/qformer.md)
+    train::QFormerRecipeOptions o;
+    if (!std::ifstream(o.clip + "/config.json").good()) o.clip = executable_dir() + "/../../" + o.clip;  // the repo's
+    read_training_options(a, o);
+    o.eval_images = a.get_int("--eval-images", o.eval_images, 10, 1000000);
+    train::QFormerRecipeResult r = train::run_qformer_recipe(o);
+    std::cout << "trained in " << r.train_seconds << " s (" << r.params << " parameters), ITC loss " << r.first_loss
+              << " -> " << r.final_loss << ", in-batch accuracy " << r.first_batch_acc << " -> " << r.final_batch_acc
+              << "\n" << train::toy_eval_table(r.clip, r.qformer) << "model: " << o.out << "/model   metrics: " << o.out
+              << "/metrics.csv   curve: " << o.out << "/loss.png\n";
+    return 0;
+  }
   if (toy) {
-    if (a.get("--recipe") != "toy") throw UsageError("unknown recipe '" + a.get("--recipe") + "' (known: toy)");
+    if (a.get("--recipe") != "toy") throw UsageError("unknown recipe '" + a.get("--recipe") + "' (known: toy, toy-vqa, toy-qformer)");
     if (a.has("--data") || a.has("--lock-image") || a.has("--lock-text"))
       throw UsageError("--data, --lock-image and --lock-text go with --init (fine-tuning)");
     train::ToyRecipeOptions o;
-    o.steps = a.get_int("--steps", o.steps, 1, 10000000);
-    o.batch = a.get_int("--batch", o.batch, 2, 65536);
-    o.lr = get_double(a, "--lr", o.lr);
-    o.warmup = a.get_int("--warmup", o.warmup, 0, 10000000);
-    o.weight_decay = get_double(a, "--weight-decay", o.weight_decay);
-    o.grad_clip = get_double(a, "--grad-clip", o.grad_clip);
-    o.seed = static_cast<uint64_t>(a.get_int("--seed", 0, 0, (1LL << 62)));
-    o.out = a.get("--out", o.out);
+    read_training_options(a, o);
+    o.eval_images = a.get_int("--eval-images", o.eval_images, 10, 1000000);
     o.resume = a.get("--resume", "");
     o.stop_after = a.get_int("--stop-after", 0, 0, 10000000);
     o.hard_negatives = !a.has("--no-hard-negatives");
-    o.save_dtype = a.get("--save-dtype", o.save_dtype);
     o.eval_every = a.get_int("--eval-every", o.eval_every, 0, 10000000);
-    o.eval_images = a.get_int("--eval-images", o.eval_images, 10, 1000000);
     o.image_size = a.get_int("--image-size", o.image_size, 16, 1024);
     o.patch_size = a.get_int("--patch-size", o.patch_size, 1, 1024);
     o.width = a.get_int("--width", o.width, 8, 4096);
     o.layers = a.get_int("--layers", o.layers, 1, 64);
     o.heads = a.get_int("--heads", o.heads, 1, 64);
-    o.progress = !a.has("--no-progress");
     train::ToyResult r = train::run_toy_recipe(o);
     std::cout << "trained in " << r.train_seconds << " s (" << r.params << " parameters), final loss " << r.final_loss
               << "\n"
@@ -126,18 +146,9 @@ int train_main(const Parsed& a) {
   train::FinetuneOptions o;
   o.init = a.get("--init");
   o.data = a.get("--data");
-  o.out = a.get("--out", o.out);
-  o.steps = a.get_int("--steps", o.steps, 1, 10000000);
-  o.batch = a.get_int("--batch", o.batch, 2, 65536);
-  o.lr = get_double(a, "--lr", o.lr);
-  o.warmup = a.get_int("--warmup", o.warmup, 0, 10000000);
-  o.weight_decay = get_double(a, "--weight-decay", o.weight_decay);
-  o.grad_clip = get_double(a, "--grad-clip", o.grad_clip);
-  o.seed = static_cast<uint64_t>(a.get_int("--seed", 0, 0, (1LL << 62)));
+  read_training_options(a, o);
   o.lock_image = a.has("--lock-image");
   o.lock_text = a.has("--lock-text");
-  o.save_dtype = a.get("--save-dtype", o.save_dtype);
-  o.progress = !a.has("--no-progress");
   ClipTokenizer tok = load_tokenizer(a, o.init);
   train::FinetuneResult r = train::run_finetune(o, tok);
   std::cout << "fine-tuned on " << r.pairs << " pairs (" << r.skipped << " unreadable images skipped), "

@@ -246,8 +246,15 @@ double zero_shot_top1(const Tensor& image_emb, const Tensor& class_emb, const st
 }
 
 Recall retrieval_recall(const Tensor& image_emb, const Tensor& text_emb) {
-  int64_t n = image_emb.size(0);
-  VL_CHECK(text_emb.size(0) == n, "retrieval_recall: ", n, " images but ", text_emb.size(0), " texts");
+  VL_CHECK(text_emb.size(0) == image_emb.size(0), "retrieval_recall: ", image_emb.size(0), " images but ",
+           text_emb.size(0), " texts");
+  return retrieval_recall_scores(ops::matmul(image_emb, text_emb, false, true));  // (images, texts) cosines
+}
+
+Recall retrieval_recall_scores(const Tensor& sim) {
+  int64_t n = sim.size(0);
+  VL_CHECK(sim.dim() == 2 && sim.size(1) == n, "retrieval_recall_scores: expected (n, n) scores, got ",
+           sim.describe());
   Recall r;
   if (n == 0) return r;
   int64_t k = std::min<int64_t>(5, n);
@@ -261,7 +268,6 @@ Recall retrieval_recall(const Tensor& image_emb, const Tensor& text_emb) {
     r1 = static_cast<double>(h1) / static_cast<double>(n);
     r5 = static_cast<double>(h5) / static_cast<double>(n);
   };
-  Tensor sim = ops::matmul(image_emb, text_emb, false, true);  // (images, texts)
   recall(sim, r.i2t_r1, r.i2t_r5);
   recall(sim.t().contiguous(), r.t2i_r1, r.t2i_r5);
   return r;

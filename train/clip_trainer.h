@@ -102,5 +102,8 @@ struct Recall {
   double i2t_r1 = 0, i2t_r5 = 0, t2i_r1 = 0, t2i_r5 = 0;
 };
 Recall retrieval_recall(const Tensor& image_emb, const Tensor& text_emb);
+// The same from a score matrix (images, texts), row i's pair being text i (any score: e.g. BLIP-2's
+// best-query ITC cosine, train/qformer_recipe.h).
+Recall retrieval_recall_scores(const Tensor& scores);
 
 }  // namespace vislang::train
