@@ -246,7 +246,8 @@ ArgParser index_parser(const std::string& sub) {
       p.flag("--overwrite", "replace an existing DB at PATH", "index");
     }
     p.flag("--rehash", "hash every file, even those whose size and mtime did not change", "index");
-    p.flag("--no-overlap", "decode each batch only after the previous one is embedded (default: overlapped)", "run");
+    p.flag("--overlap", "decode the next batch on a helper thread while this one is embedded (default: in turn; "
+           "slower on few cores)", "run");
     p.value("--batch", "N", "images per forward pass and per commit (default 32)", "run");
     p.flag("--progress", "show the progress bar even when stderr is not a terminal", "output");
     p.flag("--no-progress", "never show the progress bar", "output");
@@ -330,7 +331,7 @@ int index_build_or_add(const Parsed& a, bool build) {
   opt.batch = batch;
   opt.threads = omp_get_max_threads();
   opt.rehash = a.has("--rehash");
-  opt.overlap = !a.has("--no-overlap");
+  opt.overlap = a.has("--overlap");
   opt.log = a.has("--quiet") ? nullptr : &std::cerr;
   opt.on_progress = [&](int64_t done, int64_t total) {
     if (!show) return;

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -28,6 +29,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 bool image_extension(const fs::path& p) {
   std::string ext = p.extension().string();
@@ -133,6 +139,7 @@ struct Item {
   std::string error, hash;
   Tensor pixels;  // (3, S, S)
   int width = 0, height = 0;
+  double cpu_s = 0;  // CPU time of reading + hashing + decoding + preprocessing it
 };
 
 }  // namespace
@@ -255,6 +262,12 @@ IndexStats index_folder(IndexDb& db, const Embedder& emb, const std::string& dir
     for (int64_t i = b0; i < b1; ++i) {
       Item& it = todo[size_t(i)];
       if (!it.error.empty()) continue;
+      const double cpu0 = thread_cpu_seconds();
+      struct CpuTime {  // charged however the item ends
+        Item& it;
+        double t0;
+        ~CpuTime() { it.cpu_s = thread_cpu_seconds() - t0; }
+      } cpu{it, cpu0};
       try {
         std::string bytes;
         if (!read_file_bytes(it.path, bytes, it.error)) continue;
@@ -286,6 +299,7 @@ IndexStats index_folder(IndexDb& db, const Embedder& emb, const std::string& dir
     auto t0 = Clock::now();
     st.read_decode_s += next.get();
     st.decode_wait_s += since(t0);
+    for (int64_t i = b0; i < b1; ++i) st.read_decode_cpu_s += todo[size_t(i)].cpu_s;
     if (b1 < total) next = launch(b1);
 
     // 2. embed the decoded ones.

@@ -2,8 +2,10 @@
 // embed in batches, commit each batch.
 //
 // Where it sits: DIR → walk_images → per batch: read bytes + XXH64 + decode + preprocess (OpenMP over the
-// batch; the next batch's on a helper thread while this one is embedded) → Embedder::embed_pixels →
-// IndexDb::commit (one SQLite transaction) → … → IndexDb::save_index.
+// batch) → Embedder::embed_pixels → IndexDb::commit (one SQLite transaction) → … → IndexDb::save_index.
+// The two halves take turns, each with every core: overlapping them (IndexOptions::overlap, decoding the
+// next batch on a helper thread) runs two OpenMP teams on the same cores, and on 2 cores the build was
+// 1.65x slower that way (docs/search.md).
 //
 // Incremental by construction (`vislang index build` is `add` into a new DB):
 //   * a path already indexed with the same size and mtime is unchanged and not read at all (--rehash:
@@ -48,7 +50,7 @@ struct IndexOptions {
   int batch = 32;
   int threads = 0;      // decode threads (0: OpenMP's default)
   bool rehash = false;  // hash files even when size and mtime are unchanged
-  bool overlap = true;  // decode batch i+1 on a helper thread while batch i is embedded
+  bool overlap = false;  // decode batch i+1 on a helper thread while batch i is embedded (see the header)
   // Called after each committed batch: (files processed, files to process).
   std::function<void(int64_t, int64_t)> on_progress;
   std::ostream* log = nullptr;  // one line per skipped file ("skipped PATH: reason"); null: silent
@@ -64,6 +66,7 @@ struct IndexStats {
   int64_t removed = 0;    // prune
   double seconds = 0;        // wall time of the whole call
   double read_decode_s = 0;  // time spent reading + hashing + decoding + preprocessing (per batch, summed)
+  double read_decode_cpu_s = 0;  // CPU time of that work, summed over the threads that did it
   double decode_wait_s = 0;  // of which embedding had to wait for (all of it without overlap)
   double embed_s = 0, commit_s = 0;
 };
