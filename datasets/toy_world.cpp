@@ -8,6 +8,7 @@
 #include "datasets/toy_world.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -196,6 +197,16 @@ void render(std::vector<uint8_t>& rgb, int S, const Placed& o, int k) {
       uint8_t* p = &rgb[(static_cast<size_t>(y) * S + x) * 3];
       for (int c = 0; c < 3; ++c) p[c] = static_cast<uint8_t>((p[c] * (K - n) + o.rgb[c] * n + K / 2) / K);
     }
+}
+
+// The object grown by `w` Q units all around (the same shape scaled about its centre): its outline,
+// drawn in dark gray under the object. w = 0 gives the object itself.
+Placed outlined(const Placed& o, int64_t w) {
+  if (w == 0) return o;
+  Placed b = o;
+  b.r = o.r + w;
+  b.rgb = {20, 20, 20};
+  return b;
 }
 
 ToyObject to_public(const Placed& o) {
@@ -492,6 +503,9 @@ ToyWorld::ToyWorld(ToyWorldConfig config) : cfg_(std::move(config)) {
            c.noise_amplitude);
   VL_CHECK(c.color_jitter >= 0 && c.color_jitter <= 64, "ToyWorld: color_jitter must be in [0, 64], got ",
            c.color_jitter);
+  VL_CHECK(c.outline >= 0.0 && c.outline <= 0.05, "ToyWorld: outline must be in [0, 0.05] (a fraction of the side), got ",
+           c.outline);
+  outline_q_ = static_cast<int64_t>(std::llround(c.outline * c.image_size * kQ));
   VL_CHECK(c.supersample == 1 || c.supersample == 2 || c.supersample == 4 || c.supersample == 8 ||
                c.supersample == 16,
            "ToyWorld: supersample must be 1, 2, 4, 8 or 16, got ", c.supersample);
@@ -541,19 +555,29 @@ ToySample ToyWorld::make(uint64_t index, Split split, int main_shape) const {
   Draws rng(s.key);
 
   const bool two = cfg_.max_objects >= 2 && rng.chance(cfg_.two_object_prob);
-  // One object's layout: cell centres at 22% / 50% / 78% of the side, +- 3.5% jitter; scale r in
-  // [7.5%, 9.5%] (small) or [14.5%, 17%] (large) of the side. Integer Q units throughout.
+  // One object's layout, integer Q units throughout. CELL_ALIGNED: cell centres at 1/6, 1/2, 5/6 of the
+  // side, +- 1.5% jitter, scale r in [7.5%, 9%] (small) or [10.5%, 12%] (large) of the side, so that
+  // jitter + r + outline (<= 16.3%) stays within the cell's half side (16.67%). CLASSIC: centres at
+  // 22% / 50% / 78%, +- 3.5% jitter, r in [7.5%, 9.5%] or [14.5%, 17%].
   const int64_t side = static_cast<int64_t>(S) * kQ;
+  const bool aligned = cfg_.layout == Layout::CELL_ALIGNED;
   auto place = [&](int label) {
     Placed o;
     o.color = label / kNumShapes, o.shape = label % kNumShapes;
     o.size = rng.below(kNumSizes);
     o.cell = rng.below(kNumCells);
-    const int64_t jitter = side * 35 / 1000;
-    o.cx = side * (220 + 280 * (o.cell % 3)) / 1000 + rng.between(-jitter, jitter);
-    o.cy = side * (220 + 280 * (o.cell / 3)) / 1000 + rng.between(-jitter, jitter);
-    o.r = o.size == SMALL ? rng.between(side * 75 / 1000, side * 95 / 1000)
-                          : rng.between(side * 145 / 1000, side * 170 / 1000);
+    const int64_t jitter = side * (aligned ? 15 : 35) / 1000;
+    auto centre = [&](int i) {  // i = column or row, 0..2
+      return aligned ? side * (1 + 2 * i) / 6 : side * (220 + 280 * i) / 1000;
+    };
+    o.cx = centre(o.cell % 3) + rng.between(-jitter, jitter);
+    o.cy = centre(o.cell / 3) + rng.between(-jitter, jitter);
+    if (aligned)
+      o.r = o.size == SMALL ? rng.between(side * 75 / 1000, side * 90 / 1000)
+                            : rng.between(side * 105 / 1000, side * 120 / 1000);
+    else
+      o.r = o.size == SMALL ? rng.between(side * 75 / 1000, side * 95 / 1000)
+                            : rng.between(side * 145 / 1000, side * 170 / 1000);
     const std::array<uint8_t, 3> base = color_rgb(o.color);
     for (int c = 0; c < 3; ++c)
       o.rgb[c] = static_cast<uint8_t>(std::clamp<int64_t>(base[c] + rng.between(-cfg_.color_jitter, cfg_.color_jitter),
@@ -578,7 +602,7 @@ ToySample ToyWorld::make(uint64_t index, Split split, int main_shape) const {
       // (sample_with_shape) consumes the same draws and keeps the rest of the scene.
       if (label == drawn_label) continue;
       Placed b = place(label);
-      if (b.cell == objs[0].cell || too_close(objs[0], b, S, k)) continue;
+      if (b.cell == objs[0].cell || too_close(outlined(objs[0], outline_q_), outlined(b, outline_q_), S, k)) continue;
       objs.push_back(b);
       break;
     }
@@ -591,6 +615,7 @@ ToySample ToyWorld::make(uint64_t index, Split split, int main_shape) const {
   s.rgb.resize(static_cast<size_t>(S) * S * 3);
   fill_background(s.rgb, S, s.background, rng, objs, cfg_.noise_amplitude, s.key);
   for (const Placed& o : objs) {
+    if (outline_q_ > 0) render(s.rgb, S, outlined(o, outline_q_), k);  // the outline first, the fill over it
     render(s.rgb, S, o, k);
     s.objects.push_back(to_public(o));
   }

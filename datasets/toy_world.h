@@ -118,8 +118,20 @@ struct PixelNorm {
   std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
 };
 
+// Where objects sit. CELL_ALIGNED (the default): each object lies inside its own third x third cell of
+// the image (centres at 1/6, 1/2, 5/6 of the side), so a ViT whose patch is a third of the image sees
+// every object whole in one token. CLASSIC: the first layout (centres at 22% / 50% / 78%, larger
+// "large" objects that may span cells); kept so that results measured with it stay reproducible
+// (the VQA fusion recipe, docs/fusion.md).
+enum class Layout : int { CELL_ALIGNED, CLASSIC };
+
 struct ToyWorldConfig {
-  int image_size = 64;           // S: images are S x S (>= 16; 64 for training, 224 for CLIP-sized)
+  int image_size = 72;           // S: images are S x S (>= 16; 72 for training, 224 for CLIP-sized)
+  Layout layout = Layout::CELL_ALIGNED;
+  // Every object is drawn with a dark (RGB 20, 20, 20) outline this fraction of the side wide (2.8% =
+  // 2 px at 72 px), like clip art; 0 = none. The outline is the same for every colour, so the shape is
+  // visible to a linear filter: without it a tiny ViT barely learns shape in minutes (docs/contrastive.md).
+  double outline = 0.028;
   int max_objects = 2;           // 1 or 2 objects per image
   double two_object_prob = 0.5;  // P(two objects) when max_objects == 2
   double gradient_bg_prob = 0.2;  // P(gradient background)
@@ -169,6 +181,7 @@ class ToyWorld {
   ToyWorldConfig cfg_;
   std::vector<bool> held_out_;       // (kNumLabels): label is held out
   std::vector<int> seen_, unseen_;   // labels
+  int64_t outline_q_ = 0;            // outline width in 1/256 pixel (from config().outline)
 };
 
 // ---- tensors and files -----------------------------------------------------------------------------

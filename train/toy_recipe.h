@@ -22,7 +22,7 @@
 namespace vislang::train {
 
 struct ToyRecipeOptions {
-  int64_t steps = 700;
+  int64_t steps = 1500;
   int64_t batch = 128;
   uint64_t seed = 0;
   std::string out = "runs/toy";
@@ -33,8 +33,8 @@ struct ToyRecipeOptions {
   double grad_clip = 1.0;
   int64_t eval_every = 100;       // quick zero-shot evaluation (256 images) every N steps; 0 = never
   int64_t eval_images = 1000;     // final evaluation sizes
-  int64_t image_size = 64;
-  int64_t patch_size = 8;
+  int64_t image_size = 72;
+  int64_t patch_size = 24;
   int64_t width = 128;            // both towers
   int64_t layers = 3;             // both towers
   int64_t heads = 4;

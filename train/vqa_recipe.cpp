@@ -74,6 +74,8 @@ VqaSet finish(RawSet r, const ClipTokenizer& tok, int64_t ctx) {
 
 VqaData make_vqa_data(const VqaRecipeOptions& o) {
   toy::ToyWorldConfig wc;
+  wc.layout = toy::Layout::CLASSIC;  // the world docs/fusion.md's figures were measured on
+  wc.outline = 0;
   wc.seed = o.seed;
   wc.image_size = static_cast<int>(o.image_size);
   wc.two_object_prob = o.two_object_prob;
