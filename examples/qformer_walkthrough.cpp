@@ -74,7 +74,8 @@ static Tensor attention_probs(const nn::PostNormAttention& a, const Tensor& x, c
 }
 
 // Heat maps of every query's attention over the patches of image b, side by side, next to the image.
-// Each map is scaled to its own largest patch weight; under it: that weight and the CLS token's.
+// Each map is scaled to its own largest patch weight; under it: that weight and the CLS token's, and
+// where that patch is.
 static void print_heat_maps(const Tensor& probs, int64_t b, const std::vector<char>& grid, int64_t g) {
   const char* ramp = " .:-=+*#%@";
   const int64_t Q = probs.size(1), N1 = probs.size(2);  // probs (n, Q, 1 + N), heads averaged
@@ -98,7 +99,14 @@ static void print_heat_maps(const Tensor& probs, int64_t b, const std::vector<ch
     const float* row = &p[q * N1];
     std::printf("%.2f/%.2f ", *std::max_element(row + 1, row + N1), row[0]);
   }
-  std::printf("\n");
+  std::printf("\n      %-*s", static_cast<int>(g + 2), "top patch");
+  for (int64_t q = 0; q < Q; ++q) {
+    const float* row = &p[q * N1];
+    const int64_t k = std::max_element(row + 1, row + N1) - (row + 1);  // the '@' of the map
+    std::printf("(%lld, %lld)%*s", static_cast<long long>(k / g), static_cast<long long>(k % g),
+                static_cast<int>(g + 2 - 6), "");
+  }
+  std::printf("  (row, column)\n");
 }
 
 // ---- one Q-Former layer, composed by hand --------------------------------------------------------------

@@ -5,7 +5,7 @@
 //   * the walkthrough binary runs, its printed shapes and cross-attending layers match the model's
 //     config, and its hand-composed passes equal the library's (it exits 1 otherwise);
 //   * a short training run from scratch lowers the ITC loss and beats chance in the batch;
-//   * a broken model folder is an error naming the file.
+//   * a broken model folder, or an image encoder other than the one it was trained on, is an error.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -134,7 +134,7 @@ TEST_CASE("a short toy-qformer run from scratch lowers the ITC loss and beats ch
   fs::remove_all(out);
 }
 
-TEST_CASE("a broken toy Q-Former folder is an error naming the file") {
+TEST_CASE("a broken toy Q-Former folder, or another image encoder, is an error naming the file") {
   fs::path d = scratch("broken");
   std::string e = test::error_of([&] { train::load_toy_qformer(d.string()); });
   CHECK(contains(e, "model.safetensors and vocab.txt"));
@@ -144,6 +144,18 @@ TEST_CASE("a broken toy Q-Former folder is an error naming the file") {
   CHECK(contains(e, "vocab.txt"));
   e = test::error_of([&] { train::load_toy_qformer(repo("weights/toy_qformer"), d.string()); });
   CHECK(contains(e, d.string()));  // not a CLIP folder
+  // An image encoder whose weights differ by one byte: the Q-Former was not trained on its tokens.
+  fs::path clip = d / "clip";
+  fs::create_directories(clip);
+  for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
+    fs::copy_file(repo("weights/toy_clip/") + f, clip / f);
+  {
+    std::fstream st(clip / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    st.seekp(-1, std::ios::end);
+    st.put('\x7f');
+  }
+  e = test::error_of([&] { train::load_toy_qformer(repo("weights/toy_qformer"), clip.string()); });
+  CHECK(contains(e, "XXH64"));
   fs::remove_all(d);
 }
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <iterator>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -20,6 +21,7 @@
 #include "image/png_write.h"
 #include "kernels/ops.h"
 #include "nn/optim.h"
+#include "search/content_hash.h"  // xxh64
 #include "train/clip_trainer.h"  // TrainProgress, make_dirs, embed_texts, embed_images, retrieval_recall*
 
 namespace vislang::train {
@@ -37,8 +39,12 @@ FrozenVisionTokens FrozenVisionTokens::load(const std::string& clip_dir, int64_t
   VL_CHECK(layer >= 1 && layer <= v.clip_cfg.vision.layers, "toy-qformer: vision layer ", layer, " outside [1, ",
            v.clip_cfg.vision.layers, "] for ", clip_dir);
   v.layer = layer;
-  WeightScope root(SafeTensorsFile::open(clip_dir + "/model.safetensors"));
+  const std::string st_path = clip_dir + "/model.safetensors";
+  WeightScope root(SafeTensorsFile::open(st_path));
   v.tower.load(root.sub("vision_model"), v.clip_cfg.vision, DType::F32);
+  std::ifstream in(st_path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  v.weights_xxh64 = search::hash_hex(search::xxh64(bytes.data(), bytes.size()));
   return v;
 }
 
@@ -193,10 +199,8 @@ ToyQFormerBundle load_toy_qformer(const std::string& dir, const std::string& cli
   try {
     cfg = blip2::Blip2Config::from_json(nlohmann::json::parse(metadata_field(f, "vislang.config")));
     layer = std::stoll(metadata_field(f, "vislang.vision_layer"));
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    VL_FAIL("toy-qformer: ", st_path, ": metadata vislang.config / vislang.vision_layer unreadable: ", e.what());
+  } catch (const std::exception& e) {  // a vislang::Error names the field; JSON / number errors say what failed
+    VL_FAIL("toy-qformer: ", st_path, ": metadata vislang.config / vislang.vision_layer: ", e.what());
   }
   // The image encoder: as given, else the metadata's name as is, under the repository (the model
   // folder's grandparent, for weights/toy_qformer) or under $VISLANG_SOURCE_DIR.
@@ -213,6 +217,10 @@ ToyQFormerBundle load_toy_qformer(const std::string& dir, const std::string& cli
              " was not found (looked in the current folder, ", dir, "/../.. and $VISLANG_SOURCE_DIR); pass its folder");
   }
   FrozenVisionTokens vision = FrozenVisionTokens::load(clip, layer);
+  const std::string trained_on = metadata_field(f, "vislang.image_encoder_xxh64");
+  VL_CHECK(vision.weights_xxh64 == trained_on, "toy-qformer: ", st_path, " was trained on the image encoder whose "
+           "model.safetensors has XXH64 ", trained_on, "; ", clip, "/model.safetensors has ", vision.weights_xxh64,
+           " (retrain: vislang train --recipe toy-qformer, docs/qformer.md)");
   const clip::VisionConfig& v = vision.clip_cfg.vision;
   VL_CHECK(v.width == cfg.qformer.encoder_width && v.image_size == cfg.vision.image_size &&
                v.patch_size == cfg.vision.patch_size,
@@ -499,6 +507,7 @@ QFormerRecipeResult run_qformer_recipe(const QFormerRecipeOptions& o) {
                      {{"format", "vislang-toy-qformer-1"},
                       {"vislang.config", cfg.to_json().dump()},
                       {"vislang.image_encoder", o.clip},
+                      {"vislang.image_encoder_xxh64", vision.weights_xxh64},
                       {"vislang.vision_layer", std::to_string(o.vision_layer)},
                       {"vislang.recipe", "vislang train --recipe toy-qformer --steps " + std::to_string(o.steps) +
                                              " --batch " + std::to_string(o.batch) + " --seed " +

@@ -19,7 +19,7 @@
 //
 // What a run writes to `out`:
 //   model/model.safetensors  the Q-Former (metadata: vislang.config = the Blip2Config; the image
-//                            encoder it was trained on and the layer it reads)
+//                            encoder it was trained on, the XXH64 of its weights file, the layer it reads)
 //   model/vocab.txt          the WordPiece vocabulary ([PAD] [UNK] [CLS] [SEP] [MASK], then the words)
 //   metrics.csv, loss.png    per step: loss, lr, in-batch accuracy, temperature, grad norm
 //   eval.json                the evaluation (evaluate_toy_qformer), next to the toy CLIP's
@@ -45,11 +45,12 @@ namespace vislang::train {
 // here the tower's own post_layernorm plays that part, frozen. The recipe reads the LAST of the toy
 // tower's 3 layers: with so few layers the penultimate tokens have not yet gathered much from the
 // rest of the image, and post_layernorm was fitted to the last layer's statistics (400 steps:
-// text→image recall@5 0.51 from layer 3 vs 0.33 from layer 2 on 500 test pairs).
+// text→image recall@5 0.51 from layer 3 vs 0.29–0.33 from layer 2 on 500 test pairs).
 struct FrozenVisionTokens {
   clip::ClipConfig clip_cfg;
   clip::VisionTransformer tower;
   int64_t layer = 0;  // 1 .. clip_cfg.vision.layers
+  std::string weights_xxh64;  // XXH64 of its model.safetensors: a Q-Former is tied to these exact weights
   // A Hugging Face CLIP folder (config.json + model.safetensors), e.g. weights/toy_clip.
   static FrozenVisionTokens load(const std::string& clip_dir, int64_t layer);
   // No gradients (InferenceMode), in chunks of `batch` images: (B, 3, S, S) → (B, 1 + N, C) f32.
@@ -106,8 +107,10 @@ struct ToyQFormerBundle {
   Tensor embed_images(const Tensor& pixels) const;                  // (B, Q, E), InferenceMode
 };
 // `dir`: a model folder written by the recipe (model.safetensors + vocab.txt). `clip_dir`: the frozen
-// image encoder; "" = the one named in the metadata, resolved against the current directory and
-// the repository (VISLANG_SOURCE_DIR, or the executable's ../..). Errors name the file and field.
+// image encoder; "" = the one named in the metadata, resolved against the current directory, the
+// model folder's ../.. and $VISLANG_SOURCE_DIR. Its weights must be the very file the Q-Former was
+// trained on (XXH64 in the metadata): other tokens would make its outputs silently meaningless.
+// Errors name the file and field.
 ToyQFormerBundle load_toy_qformer(const std::string& dir, const std::string& clip_dir = "");
 
 // ---- evaluation -------------------------------------------------------------------------------------
