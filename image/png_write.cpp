@@ -1,4 +1,4 @@
-// image/png_write.cpp — PNG encoding through stb_image_write (compiled here, privately:
+// image/png_write.cpp — PNG (and JPEG) encoding through stb_image_write (compiled here, privately:
 // STB_IMAGE_WRITE_STATIC, so no other translation unit can clash with its symbols) and atomic file
 // writes (temporary file in the target's directory, then rename).
 #define STB_IMAGE_WRITE_STATIC
@@ -47,6 +47,16 @@ std::vector<uint8_t> encode_png(const uint8_t* pixels, int width, int height, in
   int ok = stbi_write_png_to_func(append_bytes, &out, width, height, channels, pixels, width * channels);
   VL_CHECK(ok != 0 && !out.empty(), "encode_png: stb_image_write failed for ", width, " x ", height, " x ",
            channels);
+  return out;
+}
+
+std::vector<uint8_t> encode_jpeg(const Image& img, int quality) {
+  VL_CHECK(!img.empty() && img.rgb.size() == static_cast<size_t>(img.width) * img.height * 3, "encode_jpeg: bad image ",
+           img.width, " x ", img.height, " with ", img.rgb.size(), " bytes");
+  VL_CHECK(quality >= 1 && quality <= 100, "encode_jpeg: quality must be 1..100, got ", quality);
+  std::vector<uint8_t> out;
+  int ok = stbi_write_jpg_to_func(append_bytes, &out, img.width, img.height, 3, img.rgb.data(), quality);
+  VL_CHECK(ok != 0 && !out.empty(), "encode_jpeg: stb_image_write failed for ", img.width, " x ", img.height);
   return out;
 }
 

@@ -28,6 +28,7 @@
 
 #include "image/clip_preprocess.h"
 #include "image/codecs.h"
+#include "image/png_write.h"
 #include "tests/test_util.h"
 
 using namespace vislang;
@@ -634,5 +635,31 @@ TEST_SUITE("image") {
         CHECK(max_abs_diff(win, win_ref) == 0);
       }
     }
+  }
+
+  TEST_CASE("encode_jpeg: decodes back to the image within JPEG's loss; bad arguments are errors") {
+    // A smooth gradient with a few edges, 48 x 40 (not a multiple of the 16-pixel MCU).
+    Image img = Image::blank(48, 40);
+    for (int y = 0; y < 40; ++y)
+      for (int x = 0; x < 48; ++x) {
+        uint8_t* p = img.pixel(x, y);
+        p[0] = uint8_t(x * 5);
+        p[1] = uint8_t(y * 6);
+        p[2] = uint8_t(x < 24 ? 40 : 200);
+      }
+    for (int q : {90, 95}) {
+      std::vector<uint8_t> jpg = encode_jpeg(img, q);
+      REQUIRE(sniff_image_format(jpg.data(), jpg.size()) == "JPEG");
+      Image back = decode_image(jpg.data(), jpg.size(), "gradient.jpg");
+      REQUIRE(back.width == 48);
+      REQUIRE(back.height == 40);
+      double sum = 0;
+      for (size_t i = 0; i < img.rgb.size(); ++i) sum += std::abs(int(img.rgb[i]) - int(back.rgb[i]));
+      const double mean = sum / double(img.rgb.size());
+      MESSAGE("encode_jpeg quality ", q, ": mean |diff| ", mean, " levels");
+      CHECK(mean < 4.0);  // a broken encoder is far off
+    }
+    CHECK(contains(error_of([&] { encode_jpeg(img, 0); }), "quality"));
+    CHECK(contains(error_of([&] { encode_jpeg(Image(), 90); }), "bad image"));
   }
 }
