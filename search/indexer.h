@@ -4,8 +4,8 @@
 // Where it sits: DIR → walk_images → per batch: read bytes + XXH64 + decode + preprocess (OpenMP over the
 // batch) → Embedder::embed_pixels → IndexDb::commit (one SQLite transaction) → … → IndexDb::save_index.
 // The two halves take turns, each with every core: overlapping them (IndexOptions::overlap, decoding the
-// next batch on a helper thread) runs two OpenMP teams on the same cores, and on 2 cores the build was
-// 1.65x slower that way (docs/search.md).
+// next batch on a helper thread) runs two OpenMP teams on the same cores — on 2 cores as fast when the
+// machine is idle, 1.65x slower once other work runs (docs/search.md).
 //
 // Incremental by construction (`vislang index build` is `add` into a new DB):
 //   * a path already indexed with the same size and mtime is unchanged and not read at all (--rehash:
