@@ -7,8 +7,9 @@
 //   build/bin/qformer_walkthrough --model runs/toy-qformer/model   a model you trained yourself
 //                                                    (vislang train --recipe toy-qformer, docs/qformer.md)
 //
-// The data flow, with the shapes printed at every step (n images, T caption tokens):
-//   pixels (n, 3, 64, 64) → frozen toy CLIP tower → image tokens (n, 65, 128)   [CLS + 8×8 patches]
+// The data flow, with the shapes printed at every step (n images, T caption tokens; the sizes of the
+// committed model and of weights/toy_clip, 72 px images cut into 3×3 patches of 24 px):
+//   pixels (n, 3, 72, 72) → frozen toy CLIP tower → image tokens (n, 10, 128)   [CLS + 3×3 patches]
 //   query_tokens (1, 8, 64) → expand (n, 8, 64) → layernorm → 4 layers:
 //        self-attention over the queries → cross-attention to the image tokens (layers 0 and 2 only)
 //        → the QUERY feed-forward branch                                        → (n, 8, 64)
@@ -19,7 +20,7 @@
 //
 // What it shows: each Q-Former layer composed by hand from its modules (as models/blip2's
 // QFormerLayer::forward does), which layers cross-attend, where each query looks in the image (an
-// ASCII heat map per query of its cross-attention over the 8×8 patches), the two feed-forward
+// ASCII heat map per query of its cross-attention over the patches), the two feed-forward
 // branches, the per-query ITC scores, and two checks against the library: the attention maps
 // reproduce the cross-attention's output, and the hand-composed passes equal train::ToyQFormer's.
 // What it leaves out: training (train/qformer_recipe.cpp), the ITM head and BLIP-2's captioning loss
@@ -42,9 +43,9 @@ static void show(const std::string& what, const Tensor& t) {
   std::printf("    %-72s %s\n", what.c_str(), shape_str(t.shape()).c_str());
 }
 
-// ---- the image, as the Q-Former's 8×8 patch grid -----------------------------------------------------
-// '#' where at least a quarter of a patch is the main object (objects[0]), '+' the second object,
-// '.' background.
+// ---- the image, on the encoder's patch grid (3×3 for the toy CLIP) --------------------------------------
+// '#' where a patch holds the main object's (objects[0]) centre or is at least a quarter that object,
+// '+' the same for the second object, '.' background.
 static std::vector<char> object_grid(const toy::ToySample& s, int64_t patch) {
   const int64_t g = s.width / patch;
   std::vector<char> grid(static_cast<size_t>(g * g), '.');
@@ -59,7 +60,9 @@ static std::vector<char> object_grid(const toy::ToySample& s, int64_t patch) {
             for (int k = 0; k < 3; ++k) d += std::abs(int(p[k]) - int(s.objects[o].rgb[k]));
             near += d <= 45;
           }
-        if (4 * near >= patch * patch && grid[r * g + c] == '.') grid[r * g + c] = o == 0 ? '#' : '+';
+        const toy::ToyObject& ob = s.objects[o];
+        const bool centre = int64_t(ob.cx) / patch == c && int64_t(ob.cy) / patch == r;
+        if ((centre || 4 * near >= patch * patch) && grid[r * g + c] == '.') grid[r * g + c] = o == 0 ? '#' : '+';
       }
   return grid;
 }
@@ -79,34 +82,42 @@ static Tensor attention_probs(const nn::PostNormAttention& a, const Tensor& x, c
 static void print_heat_maps(const Tensor& probs, int64_t b, const std::vector<char>& grid, int64_t g) {
   const char* ramp = " .:-=+*#%@";
   const int64_t Q = probs.size(1), N1 = probs.size(2);  // probs (n, Q, 1 + N), heads averaged
+  const int W = static_cast<int>(std::max<int64_t>(g, 8) + 2);  // one column: a map, or "0.24/0.00"
   std::vector<float> p = probs.select(0, b).contiguous().to_vector<float>();  // (Q, 1 + N)
-  std::printf("      %-*s", static_cast<int>(g + 2), "image");
-  for (int64_t q = 0; q < Q; ++q) std::printf("q%-*lld", static_cast<int>(g + 1), static_cast<long long>(q));
+  auto cell = [&](const std::string& text) { std::printf("%-*s", W, text.c_str()); };
+  std::printf("      ");
+  cell("image");
+  for (int64_t q = 0; q < Q; ++q) cell("q" + std::to_string(q));
   std::printf("\n");
   for (int64_t r = 0; r < g; ++r) {
-    std::printf("      %s  ", std::string(grid.begin() + r * g, grid.begin() + (r + 1) * g).c_str());
+    std::printf("      ");
+    cell(std::string(grid.begin() + r * g, grid.begin() + (r + 1) * g));
     for (int64_t q = 0; q < Q; ++q) {
       const float* row = &p[q * N1];
       const float mx = *std::max_element(row + 1, row + N1);
       std::string line;
       for (int64_t c = 0; c < g; ++c) line += ramp[std::min(9, int(9.99f * row[1 + r * g + c] / mx))];
-      std::printf("%s  ", line.c_str());
+      cell(line);
     }
     std::printf("\n");
   }
-  std::printf("      %-*s", static_cast<int>(g + 2), "max/cls");
+  char buf[64];
+  std::printf("      ");
+  cell("max/cls");
   for (int64_t q = 0; q < Q; ++q) {
     const float* row = &p[q * N1];
-    std::printf("%.2f/%.2f ", *std::max_element(row + 1, row + N1), row[0]);
+    std::snprintf(buf, sizeof buf, "%.2f/%.2f", *std::max_element(row + 1, row + N1), row[0]);
+    cell(buf);
   }
-  std::printf("\n      %-*s", static_cast<int>(g + 2), "top patch");
+  std::printf("\n      ");
+  cell("top patch");
   for (int64_t q = 0; q < Q; ++q) {
     const float* row = &p[q * N1];
     const int64_t k = std::max_element(row + 1, row + N1) - (row + 1);  // the '@' of the map
-    std::printf("(%lld, %lld)%*s", static_cast<long long>(k / g), static_cast<long long>(k % g),
-                static_cast<int>(g + 2 - 6), "");
+    std::snprintf(buf, sizeof buf, "(%lld, %lld)", static_cast<long long>(k / g), static_cast<long long>(k % g));
+    cell(buf);
   }
-  std::printf("  (row, column)\n");
+  std::printf("(row, column)\n");
 }
 
 // ---- one Q-Former layer, composed by hand --------------------------------------------------------------
@@ -210,7 +221,7 @@ int main(int argc, char** argv) {
       samples.push_back(world.sample(static_cast<uint64_t>(first + i), toy::Split::TEST));
       captions.push_back(samples.back().caption);
     }
-    Tensor pixels = toy::to_tensor(samples);  // (n, 3, 64, 64), CLIP-normalized
+    Tensor pixels = toy::to_tensor(samples);  // (n, 3, 72, 72), CLIP-normalized
     std::printf("1. Inputs: %lld toy-world test images (TEST %lld..%lld) and their captions\n",
                 static_cast<long long>(n), static_cast<long long>(first), static_cast<long long>(first + n - 1));
     for (int64_t i = 0; i < n; ++i) std::printf("    image %lld: \"%s\"\n", static_cast<long long>(i), captions[i].c_str());
@@ -219,7 +230,7 @@ int main(int argc, char** argv) {
     // 2. The frozen image encoder: every token, not the pooled vector.
     std::printf("\n2. Frozen image encoder (no gradients ever reach it)\n");
     const clip::VisionTransformer& tower = m.vision.tower;
-    Tensor x = tower.embed(pixels);  // (n, 65, 128)
+    Tensor x = tower.embed(pixels);  // (n, 10, 128): CLS + 3×3 patches
     show("patch conv " + std::to_string(P) + "x" + std::to_string(P) + " + [CLS] + positions: 1 + " +
              std::to_string(g) + "x" + std::to_string(g) + " tokens",
          x);
@@ -228,7 +239,7 @@ int main(int argc, char** argv) {
     show("pre_layrnorm, then CLIP layers 0.." + std::to_string(m.vision.layer - 1) + " (of " +
              std::to_string(m.vision.clip_cfg.vision.layers) + ")",
          x);
-    Tensor image = tower.post_layernorm.forward(x);  // (n, 65, 128): what the queries read
+    Tensor image = tower.post_layernorm.forward(x);  // (n, 10, 128): what the queries read
     show("post_layernorm on every token = the image tokens the Q-Former reads", image);
 
     // 3. The queries through the Q-Former, layer by layer.
@@ -319,8 +330,8 @@ int main(int argc, char** argv) {
       for (int64_t j = 0; j < n; ++j) std::printf(" %6.3f%s", sc[b * n + j], j == best ? "*" : " ");
       std::printf("\n");
     }
-    std::printf("    %lld of %lld images score their own caption highest (chance: 1 in %lld; images of the same colour\n"
-                "    are easily confused: the frozen encoder sees colour well, shape and size poorly)\n",
+    std::printf("    %lld of %lld images score their own caption highest (chance: 1 in %lld; a caption that fits\n"
+                "    several of these images, e.g. two of one colour and shape, scores them alike)\n",
                 static_cast<long long>(right), static_cast<long long>(n), static_cast<long long>(n));
 
     // 6. The joint pass BLIP-2's ITM head and captioning use: queries and text in one sequence.

@@ -69,11 +69,12 @@ TEST_CASE("the committed toy Q-Former retrieves captions and colours far above c
   train::ToyRetrievalEval e = train::evaluate_toy_qformer(m, n, 0);
   MESSAGE("toy Q-Former on ", n, " TEST images: zero-shot ", e.zero_shot_top1, ", colour ", e.colour_acc, ", shape ",
           e.shape_acc, "; t2i R@1 ", e.t2i_r1, " R@5 ", e.t2i_r5, "; i2t R@1 ", e.i2t_r1, " R@5 ", e.i2t_r5);
-  // Measured when committed (seed 0, 200 images): colour 0.995, zero-shot 0.175, R@5 0.72 / 0.73.
-  CHECK(e.colour_acc > 0.9);            // chance 0.1
-  CHECK(e.zero_shot_top1 > 8.0 / 80);   // chance 1/80 (the frozen toy CLIP itself: 0.16; shape is its weak side)
-  CHECK(e.t2i_r5 > 16 * (5.0 / n));     // chance 5/n
-  CHECK(e.i2t_r5 > 16 * (5.0 / n));
+  // Measured when committed (seed 0, 200 images): zero-shot 0.965, colour 0.99, shape 0.975, R@5 1 / 1.
+  CHECK(e.zero_shot_top1 > 0.8);  // chance 1/80
+  CHECK(e.colour_acc > 0.9);      // chance 0.1
+  CHECK(e.shape_acc > 0.8);       // chance 0.125
+  CHECK(e.t2i_r5 > 0.8);          // chance 5/n
+  CHECK(e.i2t_r5 > 0.8);
 }
 
 TEST_CASE("the walkthrough runs and prints the config's shapes and cross-attending layers") {
@@ -130,7 +131,7 @@ TEST_CASE("a short toy-qformer run from scratch lowers the ITC loss and beats ch
   MESSAGE("60 steps of 32: loss ", r.first_loss, " -> ", r.final_loss, ", in-batch accuracy ", r.first_batch_acc,
           " -> ", r.final_batch_acc, " (chance 1/32), ", r.train_seconds, " s");
   CHECK(r.final_loss < r.first_loss - 0.3);
-  CHECK(r.final_batch_acc > 4.0 / 32);
+  CHECK(r.final_batch_acc > 8.0 / 32);  // measured 0.62
   fs::remove_all(out);
 }
 
