@@ -24,7 +24,8 @@ std::string jpeg_structure_error(const uint8_t* data, size_t n);
 // PNG: decode_image tries decode_png_fast, then decode_png_stb.
 // The fast path for well-formed 8-bit, non-interlaced PNGs without tRNS (image/png.cpp): true with
 // `out` filled, or false — "not decoded here", never an error — and the stb_image path decides.
-bool decode_png_fast(const uint8_t* data, size_t n, Image& out);
+// zlib_only: inflate with zlib even in a build with libdeflate (so tests cover both).
+bool decode_png_fast(const uint8_t* data, size_t n, Image& out, bool zlib_only = false);
 // The stb_image path (image/image.cpp): every PNG stb reads, PIL's conversions, truncated-file repair,
 // PIL-style errors. The reference the fast path is tested against.
 std::string decode_png_stb(const uint8_t* data, size_t n, Image& out);

@@ -1,22 +1,27 @@
 // image/png.cpp — the fast path for the common PNG: 8 bits per sample, not interlaced, greyscale, RGB,
-// palette, grey+alpha or RGBA, every chunk present and intact. zlib inflates the IDAT stream straight
-// into a reused scanline buffer, the five PNG filters are undone in place, and each row is converted to RGB
-// into the output image — one pass, no intermediate image (stb_image inflates with its own, slower
-// decoder, unfilters into a second buffer and leaves the RGB conversion to a third pass).
+// palette, grey+alpha or RGBA, every chunk present and intact. libdeflate (zlib in builds without it)
+// inflates the IDAT stream straight into a reused scanline buffer, the five PNG filters are undone in
+// place, and each row is converted to RGB into the output image — one pass, no intermediate image
+// (stb_image inflates with its own, slower decoder, unfilters into a second buffer and leaves the RGB
+// conversion to a third pass).
 //
 // Where it sits: decode_image (image/image.cpp) → **decode_png_fast** → (declined) the stb_image path.
 //
 // Same pixels as the stb_image path by construction: decoding a well-formed PNG has exactly one answer
 // (inflate + unfilter are lossless, and the conversions are PIL's: grey replicated, alpha dropped,
 // palette expanded). Anything else — 16-bit or 1/2/4-bit samples, Adam7 interlacing, a tRNS chunk, an
-// unknown critical chunk, a chunk cut short, a missing IEND, a zlib stream that fails or that ends early
-// or carries extra bytes, a bad filter type or a palette index past the palette — is declined, and the stb_image path (with its PIL-style
-// error messages and truncated-file repair) decides, exactly as before this fast path existed.
-// tests/test_image.cpp checks both paths against each other and against PIL.
+// unknown critical chunk, a chunk cut short, a missing IEND, a deflate stream that fails, ends early or
+// carries extra bytes, a bad filter type or a palette index past the palette — is declined, and the
+// stb_image path (with its PIL-style error messages and truncated-file repair) decides, exactly as
+// before this fast path existed. tests/test_image.cpp checks both paths against each other and PIL.
 #include <zlib.h>
+#ifdef VISLANG_WITH_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "image/codecs.h"
@@ -91,13 +96,61 @@ bool zlib_header_ok(const uint8_t* h) {
   return (h[0] & 0x0F) == 8 && (h[0] >> 4) <= 7 && (h[1] & 0x20) == 0 && ((h[0] << 8) | h[1]) % 31 == 0;
 }
 
+using Chunks = std::vector<std::pair<const uint8_t*, size_t>>;
+
+// Inflates the raw deflate stream held by `parts` (in order) into out[0, need). True when the stream
+// ends after exactly `need` bytes with at most 4 bytes after it (the Adler-32, not checked).
+bool inflate_zlib(const Chunks& parts, uint8_t* out, size_t need) {
+  z_stream zs{};
+  if (inflateInit2(&zs, -15) != Z_OK) return false;
+  zs.next_out = out;
+  zs.avail_out = uInt(need);
+  int rc = Z_OK;
+  size_t unused = 0;  // bytes after the end of the deflate stream
+  for (const auto& [data, len] : parts) {
+    if (rc == Z_STREAM_END) {
+      unused += len;
+      continue;
+    }
+    zs.next_in = const_cast<Bytef*>(data);
+    zs.avail_in = uInt(len);
+    while (zs.avail_in > 0 && rc == Z_OK) rc = inflate(&zs, Z_NO_FLUSH);  // Z_BUF_ERROR: output full
+    unused += zs.avail_in;
+    if (rc != Z_OK && rc != Z_STREAM_END) break;
+  }
+  inflateEnd(&zs);
+  return rc == Z_STREAM_END && zs.avail_out == 0 && unused <= 4;
+}
+
+#ifdef VISLANG_WITH_LIBDEFLATE
+// The same with libdeflate (one call over contiguous input: split IDATs are joined first).
+bool inflate_libdeflate(const Chunks& parts, uint8_t* out, size_t need) {
+  struct Free {
+    void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
+  };
+  thread_local std::unique_ptr<libdeflate_decompressor, Free> dec(libdeflate_alloc_decompressor());
+  if (!dec) return false;
+  const uint8_t* in = parts[0].first;
+  size_t in_n = parts[0].second;
+  std::vector<uint8_t> joined;
+  if (parts.size() > 1) {
+    for (const auto& [data, len] : parts) joined.insert(joined.end(), data, data + len);
+    in = joined.data();
+    in_n = joined.size();
+  }
+  size_t in_used = 0, got = 0;
+  const libdeflate_result r = libdeflate_deflate_decompress_ex(dec.get(), in, in_n, out, need, &in_used, &got);
+  return r == LIBDEFLATE_SUCCESS && got == need && in_n - in_used <= 4;
+}
+#endif
+
 // Per-thread scanline buffer, reused across images (a fresh 150 KB buffer per image costs page
 // faults and zeroing each time); images whose scanlines exceed kKeep get a buffer of their own.
 constexpr size_t kKeepScratch = size_t{8} << 20;
 
 }  // namespace
 
-bool decode_png_fast(const uint8_t* d, size_t n, Image& out) {
+bool decode_png_fast(const uint8_t* d, size_t n, Image& out, bool zlib_only) {
   // Signature + IHDR (13 bytes of data), as the first chunk.
   if (n < 8 + 25 || std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0 || be32(d + 8) != 13 ||
       std::memcmp(d + 12, "IHDR", 4) != 0)
@@ -120,7 +173,7 @@ bool decode_png_fast(const uint8_t* d, size_t n, Image& out) {
   // chunks are skipped (as stb_image and PIL do); anything else declines.
   const uint8_t* palette = nullptr;
   size_t palette_entries = 0;
-  std::vector<std::pair<const uint8_t*, size_t>> idat;
+  Chunks idat;
   bool iend = false;
   for (size_t p = 8 + 25; !iend;) {
     if (n - p < 12) return false;  // chunk header + CRC cut short (no IEND)
@@ -145,7 +198,7 @@ bool decode_png_fast(const uint8_t* d, size_t n, Image& out) {
 
   // Inflate the IDAT data into the scanlines: h rows of (filter byte + w * channels bytes). As raw
   // deflate after the 2-byte zlib header: stb_image does not check the Adler-32 at the end either (and
-  // computing it is a sixth of the decode time). Sizes fit zlib's 32-bit counters: a chunk is < 2^31
+  // computing it was a sixth of the decode time). Sizes fit zlib's 32-bit counters: a chunk is < 2^31
   // bytes, the scanlines < 4 GiB within kMaxImagePixels.
   const size_t stride = size_t{w} * channels, need = size_t{h} * (stride + 1);
   thread_local std::vector<uint8_t> scratch;
@@ -155,25 +208,12 @@ bool decode_png_fast(const uint8_t* d, size_t n, Image& out) {
   if (idat[0].second < 2 || !zlib_header_ok(idat[0].first)) return false;
   idat[0].first += 2;
   idat[0].second -= 2;
-  z_stream zs{};
-  if (inflateInit2(&zs, -15) != Z_OK) return false;
-  zs.next_out = raw.data();
-  zs.avail_out = uInt(need);
-  int rc = Z_OK;
-  size_t unused = 0;  // IDAT bytes after the end of the deflate stream, other than the Adler-32
-  for (const auto& [data, len] : idat) {
-    if (rc == Z_STREAM_END) {
-      unused += len;
-      continue;
-    }
-    zs.next_in = const_cast<Bytef*>(data);
-    zs.avail_in = uInt(len);
-    while (zs.avail_in > 0 && rc == Z_OK) rc = inflate(&zs, Z_NO_FLUSH);  // Z_BUF_ERROR: output full
-    unused += zs.avail_in;
-    if (rc != Z_OK && rc != Z_STREAM_END) break;
-  }
-  inflateEnd(&zs);
-  if (rc != Z_STREAM_END || zs.avail_out != 0 || unused > 4) return false;
+#ifdef VISLANG_WITH_LIBDEFLATE
+  const bool inflated = zlib_only ? inflate_zlib(idat, raw.data(), need) : inflate_libdeflate(idat, raw.data(), need);
+#else
+  const bool inflated = inflate_zlib(idat, raw.data(), need);
+#endif
+  if (!inflated) return false;
 
   // Unfilter each row in place, then convert it to RGB.
   out.width = int(w);

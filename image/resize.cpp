@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -88,6 +90,21 @@ Weights bicubic_weights(int in_size, int out_size, int out0, int n) {
   return w;
 }
 
+// bicubic_weights through a small per-thread cache: a folder of same-size images asks for the same
+// weights every time, and computing them (un-fused doubles) cost as much as a tenth of a small resize.
+Weights cached_bicubic_weights(int in_size, int out_size, int out0, int n) {
+  struct Entry {
+    int in_size, out_size, out0, n;
+    Weights w;
+  };
+  thread_local std::vector<Entry> cache;  // the most recent last
+  for (const Entry& e : cache)
+    if (e.in_size == in_size && e.out_size == out_size && e.out0 == out0 && e.n == n) return e.w;
+  if (cache.size() >= 4) cache.erase(cache.begin());
+  cache.push_back({in_size, out_size, out0, n, bicubic_weights(in_size, out_size, out0, n)});
+  return cache.back().w;
+}
+
 inline uint8_t clip8(int ss) {
   int v = ss >> kPrecisionBits;  // arithmetic shift: floor, as Pillow's lookup table index
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
@@ -102,6 +119,13 @@ inline void copy_pixel(const uint8_t* from, uint8_t* to) {  // (std::copy_n of 3
   to[1] = from[1];
   to[2] = from[2];
 }
+// The same with one 4-byte load and store: the 4th byte read must exist, and the 4th byte written must
+// be rewritten afterwards (the next pixel, copied later) or be slack.
+inline void copy_pixel4(const uint8_t* from, uint8_t* to) {
+  uint32_t v;
+  std::memcpy(&v, from, 4);
+  std::memcpy(to, &v, 4);
+}
 
 // Vertical pass: out(x, y) = sum_j src(x + col0, first[y] - row0 + j) * k[y][j] for out_w columns
 // starting at column col0 of `src` (row stride src_w pixels; src row 0 is source row row0), clipped to
@@ -112,35 +136,30 @@ void vertical_pass_into(const uint8_t* src, int src_w, int row0, int col0, const
                         uint8_t* out, bool parallel) {
   const size_t in_stride = static_cast<size_t>(src_w) * 3, n = static_cast<size_t>(out_w) * 3;
   constexpr size_t kLanes = 32;
-#pragma omp parallel if (parallel && static_cast<int64_t>(out_h) * out_w * wv.ksize > (1 << 18))
-  {
-    std::vector<int32_t> acc(n);
-#pragma omp for schedule(static)
-    for (int yy = 0; yy < out_h; ++yy) {
-      const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
-      const uint8_t* base = src + static_cast<size_t>(wv.first[yy] - row0) * in_stride + static_cast<size_t>(col0) * 3;
-      uint8_t* o = out + static_cast<size_t>(yy) * n;
-      size_t x0 = 0;
-      for (; x0 + kLanes <= n; x0 += kLanes) {  // kLanes sums held in registers over all taps
-        int32_t a[kLanes];
-        for (size_t j = 0; j < kLanes; ++j) a[j] = 1 << (kPrecisionBits - 1);
+  const bool par = parallel && static_cast<int64_t>(out_h) * out_w * wv.ksize > (1 << 18);
+#pragma omp parallel for schedule(static) if (par)
+  for (int yy = 0; yy < out_h; ++yy) {
+    const int32_t* k = &wv.k[static_cast<size_t>(yy) * wv.ksize];
+    const uint8_t* base = src + static_cast<size_t>(wv.first[yy] - row0) * in_stride + static_cast<size_t>(col0) * 3;
+    uint8_t* o = out + static_cast<size_t>(yy) * n;
+    size_t x0 = 0;
+    // Sums over all taps held in registers, kLanes values at a time, then 8, then one.
+    auto block = [&](auto lanes) {
+      constexpr size_t L = decltype(lanes)::value;
+      for (; x0 + L <= n; x0 += L) {
+        int32_t a[L];
+        for (size_t j = 0; j < L; ++j) a[j] = 1 << (kPrecisionBits - 1);
         for (int y = 0; y < wv.count[yy]; ++y) {
           const uint8_t* row = base + static_cast<size_t>(y) * in_stride + x0;
           const int32_t ky = k[y];
-          for (size_t j = 0; j < kLanes; ++j) a[j] += row[j] * ky;
+          for (size_t j = 0; j < L; ++j) a[j] += row[j] * ky;
         }
-        for (size_t j = 0; j < kLanes; ++j) o[x0 + j] = clip8(a[j]);
+        for (size_t j = 0; j < L; ++j) o[x0 + j] = clip8(a[j]);
       }
-      if (x0 < n) {  // the rest, accumulated in memory
-        std::fill(acc.begin() + x0, acc.end(), 1 << (kPrecisionBits - 1));
-        for (int y = 0; y < wv.count[yy]; ++y) {
-          const uint8_t* row = base + static_cast<size_t>(y) * in_stride;
-          const int32_t ky = k[y];
-          for (size_t xc = x0; xc < n; ++xc) acc[xc] += row[xc] * ky;
-        }
-        for (size_t xc = x0; xc < n; ++xc) o[xc] = clip8(acc[xc]);
-      }
-    }
+    };
+    block(std::integral_constant<size_t, kLanes>());
+    block(std::integral_constant<size_t, 8>());
+    block(std::integral_constant<size_t, 1>());
   }
 }
 
@@ -187,18 +206,29 @@ Image horizontal_pass(const uint8_t* src, int src_w, int rows, int col0, const W
   const int nblocks = (rows + kBlockRows - 1) / kBlockRows;
 #pragma omp parallel if (static_cast<int64_t>(rows) * out_w * wh.ksize > (1 << 18))
   {
-    std::vector<uint8_t> t(static_cast<size_t>(c1 - c0) * kBlockRows * 3), ot(static_cast<size_t>(out_w) * kBlockRows * 3);
+    // + 4 bytes of slack for copy_pixel4.
+    std::vector<uint8_t> t(static_cast<size_t>(c1 - c0) * kBlockRows * 3 + 4), ot(static_cast<size_t>(out_w) * kBlockRows * 3 + 4);
 #pragma omp for schedule(static)
     for (int b = 0; b < nblocks; ++b) {
       const int y0 = b * kBlockRows, nr = std::min(kBlockRows, rows - y0);
-      for (int r = 0; r < nr; ++r) {  // t: (c1 - c0) rows of nr pixels
-        const uint8_t* s = src + (static_cast<size_t>(y0 + r) * src_w + c0) * 3;
-        for (int x = 0; x < c1 - c0; ++x) copy_pixel(s + x * 3, &t[(static_cast<size_t>(x) * nr + r) * 3]);
+      for (int x = 0; x < c1 - c0; ++x) {  // t: (c1 - c0) rows of nr pixels, each written in order
+        const uint8_t* s = src + (static_cast<size_t>(y0) * src_w + c0 + x) * 3;
+        uint8_t* d = &t[static_cast<size_t>(x) * nr * 3];
+        for (int r = 0; r < nr; ++r, s += static_cast<size_t>(src_w) * 3, d += 3) {
+          if (y0 + r == rows - 1 && c0 + x == src_w - 1) copy_pixel(s, d);  // the last byte of `src`
+          else copy_pixel4(s, d);
+        }
       }
       // ot: out_w rows of nr pixels; t's row 0 is source column c0 + col0.
       vertical_pass_into(t.data(), nr, c0 + col0, 0, wh, nr, out_w, ot.data(), false);
-      for (int xx = 0; xx < out_w; ++xx)
-        for (int r = 0; r < nr; ++r) copy_pixel(&ot[(static_cast<size_t>(xx) * nr + r) * 3], out.pixel(xx, y0 + r));
+      for (int r = 0; r < nr; ++r) {  // each output row in order; the block's last pixel exactly (the
+        uint8_t* d = out.pixel(0, y0 + r);  // next block may be another thread's)
+        for (int xx = 0; xx < out_w; ++xx, d += 3) {
+          const uint8_t* from = &ot[(static_cast<size_t>(xx) * nr + r) * 3];
+          if (r == nr - 1 && xx == out_w - 1) copy_pixel(from, d);
+          else copy_pixel4(from, d);
+        }
+      }
     }
   }
   return out;
@@ -233,11 +263,13 @@ Image resize_region(const Image& img, int out_w, int out_h, int x0, int y0, int 
            out_h);
   const bool need_h = out_w != img.width, need_v = out_h != img.height;
   if (!need_h && !need_v) return window(img, x0, y0, w, h);
-  if (!need_h) return vertical_pass(img.rgb.data(), img.width, 0, x0, bicubic_weights(img.height, out_h, y0, h), w, h);
-  if (!need_v) return horizontal(img.pixel(0, y0), img.width, h, 0, bicubic_weights(img.width, out_w, x0, w), w);
+  if (!need_h)
+    return vertical_pass(img.rgb.data(), img.width, 0, x0, cached_bicubic_weights(img.height, out_h, y0, h), w, h);
+  if (!need_v)
+    return horizontal(img.pixel(0, y0), img.width, h, 0, cached_bicubic_weights(img.width, out_w, x0, w), w);
 
-  Weights wh = bicubic_weights(img.width, out_w, x0, w);
-  Weights wv = bicubic_weights(img.height, out_h, y0, h);
+  Weights wh = cached_bicubic_weights(img.width, out_w, x0, w);
+  Weights wv = cached_bicubic_weights(img.height, out_h, y0, h);
   if (resize_vertical_first(img.width, img.height, out_w, out_h, order)) {
     // Vertical over the source columns the horizontal pass reads, then horizontal.
     int col0 = wh.first[0], col1 = wh.first[w - 1] + wh.count[w - 1];

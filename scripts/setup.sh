@@ -6,7 +6,7 @@
 #                                 never needed by CI or the C++ tests.
 set -euo pipefail
 
-PKGS=(build-essential cmake libeigen3-dev libstb-dev doctest-dev nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev python3
+PKGS=(build-essential cmake libeigen3-dev libstb-dev doctest-dev nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libdeflate-dev python3
       # the image search engine (search/): vectors, metadata, HTTP; and its browser test (tests/browser/)
       libfaiss-dev libsqlite3-dev libcpp-httplib-dev pkg-config chromium chromium-driver python3-selenium)
 missing=()

@@ -538,11 +538,13 @@ TEST_SUITE("image") {
             CAPTURE(w);
             CAPTURE(filters[0]);
             CAPTURE(idat_size);
-            Image fast;
+            Image fast, fast_zlib;
             REQUIRE(detail::decode_png_fast(png.data(), png.size(), fast));
             CHECK(fast.width == w);
             CHECK(fast.height == h);
             CHECK(fast.rgb == rgb);
+            REQUIRE(detail::decode_png_fast(png.data(), png.size(), fast_zlib, /*zlib_only=*/true));
+            CHECK(fast_zlib.rgb == rgb);
             check_same_outcome(png, "generated PNG");
           }
         }
@@ -580,6 +582,10 @@ TEST_SUITE("image") {
       std::vector<uint8_t> bad = good;
       bad[at] ^= 0x5A;
       check_same_outcome(bad, str("byte ", at, " flipped"));
+      Image a, b;  // both inflaters accept and decline the same damaged streams, with the same pixels
+      const bool with_default = detail::decode_png_fast(bad.data(), bad.size(), a);
+      CHECK(with_default == detail::decode_png_fast(bad.data(), bad.size(), b, /*zlib_only=*/true));
+      if (with_default) CHECK(a.rgb == b.rgb);
     }
     std::vector<uint8_t> five = make_png(40, 30, 2, samples, {0});
     // Filter type 5 on row 0: rebuild the stream with a bad filter byte.
