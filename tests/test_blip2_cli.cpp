@@ -60,7 +60,8 @@ constexpr double kLibTol = 1e-6;  // CLI vs the same library calls in-process (p
 std::string src(const std::string& rel) { return std::string(VISLANG_SOURCE_DIR) + "/" + rel; }
 std::string hf_model() { return src("tests/fixtures/blip2/hf"); }
 std::string lavis_model() { return src("tests/fixtures/blip2/lavis.safetensors"); }
-std::string clip_model() { return src("tests/fixtures/clip/hf_vit"); }
+// A CLIP model that carries its own tokenizer (vocab.json + merges.txt), so these cases need no ../shared.
+std::string clip_model() { return src("weights/toy_clip"); }
 
 const SafeTensorsFile& reference() {
   static SafeTensorsFile f = test::open_versioned_fixture("blip2/cli_reference.safetensors", "1", kRegen);
@@ -457,7 +458,7 @@ TEST_SUITE("blip2_cli") {
     Result cb = run_vislang({"index", "build", "--model", clip_model(), "--images", dir, "--db", s / "clipdb"});
     REQUIRE_MESSAGE(cb.status == 0, cb.describe());
     Result back = run_vislang({"search", "--db", s / "clipdb", "--model", hf_model(), "--text", query});
-    CHECK_MESSAGE((back.status == 1 && contains(back.err, "CLIP model 'hf_vit'") && contains(back.err, "BLIP-2 model")),
+    CHECK_MESSAGE((back.status == 1 && contains(back.err, "CLIP model 'toy_clip'") && contains(back.err, "BLIP-2 model")),
                   back.describe());
     Result itm_clip = run_vislang({"search", "--db", s / "clipdb", "--text", query, "--score", "itm"});
     CHECK_MESSAGE((itm_clip.status == 2 && contains(itm_clip.err, "needs a BLIP-2")), itm_clip.describe());
