@@ -33,6 +33,11 @@ struct PostNormAttention {
   void load(const WeightScope& s, int64_t dim, int64_t kv_dim, int64_t heads_, double eps, DType dt = DType::F32);
   // x (B, Tq, C), kv (B, Tk, Ckv) -> (B, Tq, C). opt.key_padding_mask (B, Tk) u8 masks keys.
   Tensor forward(const Tensor& x, const Tensor& kv, const ops::AttentionOptions& opt = {}) const;
+  // True when forward(x, kv, opt) takes the reassociated path (see visual_adapter.cpp): inference,
+  // no masks, and fewer flops than projecting kv to keys and values.
+  bool cross_attention_is_reassociated(const Tensor& x, const Tensor& kv, const ops::AttentionOptions& opt = {}) const;
+  // q (B, H, Tq, D) projected queries, kv (B, Tk, Ckv) -> attention output before `dense`, (B, Tq, C).
+  Tensor attend_reassociated(const Tensor& q, const Tensor& kv) const;
 };
 
 // HF BertIntermediate + BertOutput: intermediate.dense (H, C), output.dense (C, H), output.LayerNorm (C),

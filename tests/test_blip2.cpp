@@ -375,6 +375,44 @@ TEST_SUITE("blip2") {
     CHECK_MESSAGE(contains(msg, "linear, mlp, qformer"), msg);
   }
 
+  // nn/visual_adapter.cpp evaluates few-query cross-attention with the key/value projections moved to
+  // the query side (BLIP-2: 0.69 instead of 1.14 GFLOP per image and layer). The same forward() takes
+  // the textbook order when a gradient is needed, which gives the reference here. Tolerances: f64
+  // 1e-12 of max |y| (the algebra is exact; only rounding differs), f32 2e-6.
+  TEST_CASE("PostNormAttention: the reassociated cross-attention equals the textbook order") {
+    for (DType dt : {DType::F64, DType::F32}) {
+      const std::string dname = dtype_name(dt);
+      CAPTURE(dname);
+      Generator g(7);
+      const int64_t C = 32, H = 4, Ckv = 96;
+      nn::PostNormAttention a;
+      a.heads = H;
+      auto init = [&](nn::Linear& l, int64_t out, int64_t in) {
+        l.weight = Tensor::randn({out, in}, g, dt, Device::cpu(), 0.0, 0.2);
+        l.bias = Tensor::randn({out}, g, dt);  // large biases: b_k must cancel, b_v must pass through
+      };
+      init(a.query, C, C), init(a.key, C, Ckv), init(a.value, C, Ckv), init(a.dense, C, C);
+      a.norm.weight = Tensor::randn({C}, g, dt), a.norm.bias = Tensor::randn({C}, g, dt), a.norm.eps = 1e-12;
+      Tensor x = Tensor::randn({2, 4, C}, g, dt), kv = Tensor::randn({2, 40, Ckv}, g, dt, Device::cpu(), 0.0, 2.0);
+      REQUIRE(a.cross_attention_is_reassociated(x, kv));
+      Tensor fast = a.forward(x, kv);                                   // (2, 4, C)
+      Tensor kv_grad = kv.clone();
+      kv_grad.requires_grad_();
+      REQUIRE_FALSE(a.cross_attention_is_reassociated(x, kv_grad));  // training: textbook order
+      Tensor ref = a.forward(x, kv_grad).detach();
+      const double tol = dt == DType::F64 ? 1e-12 : 2e-6;
+      Stat st = check_close(fast, ref, str("reassociated cross-attention ", dname));
+      CHECK_MESSAGE(st.max_diff <= tol * st.max_ref, "max |diff| ", st.max_diff, " > ", tol, " * ", st.max_ref);
+      MESSAGE("reassociated vs textbook cross-attention (", dname, "): max|diff| ", st.max_diff,
+              " (max|ref| ", st.max_ref, ")");
+      // Masks and self-attention-like shapes keep the textbook order.
+      ops::AttentionOptions masked;
+      masked.key_padding_mask = Tensor::zeros({2, 40}, DType::U8);
+      CHECK_FALSE(a.cross_attention_is_reassociated(x, kv, masked));
+      CHECK_FALSE(a.cross_attention_is_reassociated(Tensor::randn({2, 40, C}, g, dt), Tensor::randn({2, 6, Ckv}, g, dt)));
+    }
+  }
+
   TEST_CASE("blip2: preprocessing matches HF BlipImageProcessor (PIL backend) on the shared photos") {
     SafeTensorsFile f = open_versioned(fixture("preprocess.safetensors"));
     if (test::shared_dir().empty()) {
