@@ -21,7 +21,6 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
-#include <numeric>
 
 #include <nlohmann/json.hpp>
 
@@ -115,21 +114,18 @@ std::shared_ptr<search::SearchEngine> open_engine(const Parsed& a, Tokenizer tok
 namespace {
 
 // ---- result output -------------------------------------------------------------------------------
-// `itm` (when not empty): BLIP-2's ITM P(match) per result, NaN where not computed; the score column
-// is then P(match) and the ITC cosine gets its own.
-void print_results(const std::vector<search::SearchResult>& rs, const std::string& format,
-                   const std::vector<float>& itm = {}) {
-  const bool with_itm = !itm.empty();
+// `with_itm`: the results were re-ranked by BLIP-2's ITM head (SearchResult::itm: P(match), NaN where not
+// computed); the score column is then P(match) and the ITC cosine gets its own.
+void print_results(const std::vector<search::SearchResult>& rs, const std::string& format, bool with_itm = false) {
   if (format == "jsonl") {
     int rank = 0;
-    for (size_t i = 0; i < rs.size(); ++i) {
-      const search::SearchResult& r = rs[i];
+    for (const search::SearchResult& r : rs) {
       nlohmann::json j = {{"rank", ++rank},     {"id", r.id},           {"score", r.score},
                           {"path", r.row.path}, {"label", r.row.label}, {"caption", r.row.caption}};
       if (with_itm) {
         j["itc"] = r.score;
-        j["itm"] = std::isnan(itm[i]) ? nlohmann::json() : nlohmann::json(itm[i]);
-        if (!std::isnan(itm[i])) j["score"] = itm[i];
+        j["itm"] = std::isnan(r.itm) ? nlohmann::json() : nlohmann::json(r.itm);
+        if (!std::isnan(r.itm)) j["score"] = r.itm;
       }
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
@@ -138,53 +134,18 @@ void print_results(const std::vector<search::SearchResult>& rs, const std::strin
   if (with_itm) std::printf("%4s  %8s  %7s  %6s  %-18s  %s\n", "rank", "P(match)", "itc", "id", "label", "path");
   else std::printf("%4s  %7s  %6s  %-18s  %s\n", "rank", "score", "id", "label", "path");
   int rank = 0;
-  for (size_t i = 0; i < rs.size(); ++i) {
-    const search::SearchResult& r = rs[i];
+  for (const search::SearchResult& r : rs) {
     const char* label = r.row.label.empty() ? "-" : r.row.label.c_str();
     if (!with_itm) {
       std::printf("%4d  %7.4f  %6lld  %-18s  %s\n", ++rank, r.score, static_cast<long long>(r.id), label, r.row.path.c_str());
       continue;
     }
     char p[16] = "       -";
-    if (!std::isnan(itm[i])) std::snprintf(p, sizeof p, "%8.4f", itm[i]);
+    if (!std::isnan(r.itm)) std::snprintf(p, sizeof p, "%8.4f", r.itm);
     std::printf("%4d  %s  %7.4f  %6lld  %-18s  %s\n", ++rank, p, r.score, static_cast<long long>(r.id), label,
                 r.row.path.c_str());
   }
   if (rs.empty()) std::printf("(no results)\n");
-}
-
-// BLIP-2 ITM re-ranking of text-search results: the first `n` of `rs` (ITC order) get P(match) from
-// their image files (read again: the DB keeps embeddings, not pixels) and are sorted by it; the rest
-// keep their ITC order after them. A file that cannot be read any more keeps NaN and goes after the
-// re-scored ones, with a note on stderr. Returns P(match) per result, in the new order of `rs`.
-std::vector<float> itm_rerank(const search::Embedder& emb, const std::string& text, size_t n,
-                              std::vector<search::SearchResult>& rs, int batch, int threads) {
-  n = std::min(n, rs.size());
-  std::vector<float> p(rs.size(), std::numeric_limits<float>::quiet_NaN());
-  for (size_t b = 0; b < n; b += size_t(batch)) {
-    std::vector<std::string> paths;
-    for (size_t i = b; i < std::min(n, b + size_t(batch)); ++i) paths.push_back(rs[i].row.path);
-    std::vector<PreprocessResult> res = preprocess_files(paths, emb.preprocess_config(), threads);
-    std::vector<size_t> ok;
-    for (size_t i = 0; i < res.size(); ++i)
-      if (!res[i].ok) std::cerr << "vislang search: note: cannot re-rank " << res[i].path << ": " << res[i].error << "\n";
-    if (std::none_of(res.begin(), res.end(), [](const PreprocessResult& r) { return r.ok; })) continue;
-    Tensor px = stack_ok(res, &ok);  // (n_ok, 3, S, S)
-    std::vector<float> q = emb.itm_probabilities(px, text);
-    for (size_t j = 0; j < ok.size(); ++j) p[b + ok[j]] = q[j];
-  }
-  std::vector<size_t> order(rs.size());
-  std::iota(order.begin(), order.end(), 0);
-  auto key = [&](size_t i) { return i < n && !std::isnan(p[i]) ? 0 : i < n ? 1 : 2; };  // re-scored, unreadable, rest
-  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
-    if (key(x) != key(y)) return key(x) < key(y);
-    return key(x) == 0 && p[x] > p[y];
-  });
-  std::vector<search::SearchResult> sorted;
-  std::vector<float> sp;
-  for (size_t i : order) sorted.push_back(rs[i]), sp.push_back(p[i]);
-  rs = std::move(sorted);
-  return sp;
 }
 
 std::string format_of(const Parsed& a) {
@@ -432,20 +393,24 @@ int search_main(const Parsed& a) {
   const search::Embedder& emb = engine->embedder();
   if (!emb.is_blip2()) (void)parse_blip2_scoring(a, Family::CLIP, emb.info().path);  // UsageError for --score itm
   std::vector<search::SearchResult> rs;
-  std::vector<float> itm;
-  if (a.has("--text")) {
-    const size_t n = sc.rerank > 0 ? size_t(sc.rerank) : size_t(k);  // how many ITM re-scores
-    rs = engine->search_by_text(a.get("--text"), sc.itm ? int(std::max<size_t>(n, size_t(k))) : k, min_score);
-    if (sc.itm) {
-      itm = itm_rerank(emb, a.get("--text"), n, rs, batch, omp_get_max_threads());
-      if (rs.size() > size_t(k)) rs.resize(size_t(k)), itm.resize(size_t(k));
-    }
+  if (a.has("--text") && sc.itm) {
+    // ITM on the ITC top n (search/engine.h); --score itm alone re-scores the k shown.
+    const int n = sc.rerank > 0 ? int(std::min<int64_t>(sc.rerank, std::numeric_limits<int>::max())) : k;
+    search::ItmOptions opt;
+    opt.batch = batch;
+    opt.threads = omp_get_max_threads();
+    search::ItmSearch r = engine->search_by_text_itm(a.get("--text"), n, k, min_score, opt);
+    for (const search::ItmSkip& u : r.unreadable)
+      std::cerr << "vislang search: note: cannot re-rank " << u.path << ": " << u.reason << "\n";
+    rs = std::move(r.results);
+  } else if (a.has("--text")) {
+    rs = engine->search_by_text(a.get("--text"), k, min_score);
   } else if (a.has("--image")) {
     rs = engine->search_by_image(query, k, min_score);
   } else {
     rs = engine->search_by_id(item_id(engine->db(), a.get("--id"), "--id"), k, min_score);
   }
-  print_results(rs, format, itm);
+  print_results(rs, format, sc.itm && !rs.empty());  // an empty table keeps the plain header
   return 0;
 }
 

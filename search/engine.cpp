@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "core/error.h"
+#include "search/file_util.h"
 
 namespace vislang::search {
 
@@ -51,6 +53,52 @@ std::vector<SearchResult> SearchEngine::search_by_vector(const std::vector<float
 std::vector<SearchResult> SearchEngine::search_by_text(const std::string& text, int k, float min_score) const {
   VL_CHECK(!text.empty(), "search: the query text is empty");
   return search_by_vector(emb_->embed_text(text), k, min_score);
+}
+
+ItmSearch SearchEngine::search_by_text_itm(const std::string& text, int n, int k, float min_score,
+                                           const ItmOptions& opt) const {
+  VL_CHECK(emb_->is_blip2(), "ITM re-ranking needs a BLIP-2 model with an ITM head; '", emb_->info().name,
+           "' is a CLIP model");
+  VL_CHECK(n >= 1, "ITM re-ranking: the number of candidates to re-score must be at least 1, got ", n);
+  VL_CHECK(opt.batch >= 1, "ITM re-ranking: the batch must be at least 1, got ", opt.batch);
+  ItmSearch out;
+  std::vector<SearchResult>& rs = out.results;
+  rs = search_by_text(text, std::max(n, k), min_score);  // ITC order
+  const size_t m = std::min(size_t(n), rs.size());      // candidates to re-score
+  std::vector<std::string> why(m);  // why rs[i] could not be re-scored; empty when it was
+  for (size_t b = 0; b < m; b += size_t(opt.batch)) {
+    const size_t e = std::min(m, b + size_t(opt.batch));
+    std::vector<std::string> paths;
+    std::vector<size_t> at;  // paths[j] is rs[at[j]]
+    for (size_t i = b; i < e; ++i) {
+      if (opt.confined && !inside_root(rs[i].row.path, rs[i].row.root))
+        why[i] = "the file is gone or no longer inside the indexed folder";
+      else
+        paths.push_back(rs[i].row.path), at.push_back(i);
+    }
+    std::vector<PreprocessResult> res = preprocess_files(paths, emb_->preprocess_config(), opt.threads);
+    for (size_t j = 0; j < res.size(); ++j)
+      if (!res[j].ok) why[at[j]] = res[j].error.empty() ? "cannot be read" : res[j].error;
+    if (std::none_of(res.begin(), res.end(), [](const PreprocessResult& r) { return r.ok; })) continue;
+    std::vector<size_t> ok;
+    Tensor px = stack_ok(res, &ok);  // (n_ok, 3, S, S)
+    const std::vector<float> p = emb_->itm_probabilities(px, text);  // (n_ok)
+    for (size_t j = 0; j < ok.size(); ++j) rs[at[ok[j]]].itm = p[j];
+  }
+  for (size_t i = 0; i < m; ++i)
+    if (!why[i].empty()) out.unreadable.push_back({rs[i].id, rs[i].row.path, why[i]});
+  // Re-scored (by P(match), ties in ITC order), then unreadable candidates, then the rest (ITC order).
+  auto group = [&](size_t i) { return i >= m ? 2 : why[i].empty() && !std::isnan(rs[i].itm) ? 0 : 1; };
+  std::vector<size_t> order(rs.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+    if (group(x) != group(y)) return group(x) < group(y);
+    return group(x) == 0 && rs[x].itm > rs[y].itm;
+  });
+  std::vector<SearchResult> sorted;
+  for (size_t i = 0; i < order.size() && int(i) < k; ++i) sorted.push_back(std::move(rs[order[i]]));
+  rs = std::move(sorted);
+  return out;
 }
 
 std::vector<SearchResult> SearchEngine::search_by_image(const Image& img, int k, float min_score) const {

@@ -3,7 +3,8 @@
 // `vislang recommend`) and the web server (search/server.h) call.
 //
 // Where it sits: query → Embedder (search/embedder.h) → unit vector q → IndexDb::search (Faiss, inner
-// product = cosine) → rows (SQLite) → results with scores.
+// product = cosine) → rows (SQLite) → results with scores. BLIP-2 text queries can then be re-ranked by
+// the ITM head (search_by_text_itm), which reads the candidates' image files again.
 //
 // Recommendations (docs/search.md has the worked example). With v_i the stored unit image embedding of
 // item i, t(s) the unit text embedding of string s, and n(x) = x / |x|:
@@ -16,6 +17,7 @@
 // and a text intent ("but in blue") steers it across modalities.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <unordered_set>
@@ -29,8 +31,28 @@ namespace vislang::search {
 
 struct SearchResult {
   int64_t id = 0;
-  float score = 0;  // cosine similarity
+  float score = 0;  // cosine similarity (BLIP-2: the ITC score, the best cosine over the image's queries)
   ImageRow row;
+  float itm = std::numeric_limits<float>::quiet_NaN();  // BLIP-2 ITM P(match) when re-scored, else NaN
+};
+
+// How search_by_text_itm reads the candidates' image files again.
+struct ItmOptions {
+  int batch = 32;         // images per ITM forward pass
+  int threads = 0;        // decode threads (0: OpenMP's default)
+  bool confined = false;  // only files whose real path is still inside the folder they were indexed from
+                          // (the web server's rule for the files it touches)
+};
+
+// A candidate search_by_text_itm could not re-score: its file is gone, unreadable, or (confined) outside.
+struct ItmSkip {
+  int64_t id = 0;
+  std::string path, reason;
+};
+
+struct ItmSearch {
+  std::vector<SearchResult> results;  // at most k; SearchResult::itm set on the re-scored ones
+  std::vector<ItmSkip> unreadable;    // in ITC order
 };
 
 struct RecommendRequest {
@@ -56,6 +78,13 @@ class SearchEngine {
   const Embedder& embedder() const { return *emb_; }
 
   std::vector<SearchResult> search_by_text(const std::string& text, int k, float min_score = -2.0f) const;
+  // BLIP-2 ITM re-ranking (`vislang search --rerank N`, /api/search?rerank=N): the ITC top max(n, k) of
+  // `text` (search_by_text), of which the first n get ITM P(match) from their image files, read again (the
+  // DB keeps embeddings, not pixels), and are sorted by it; a candidate whose file cannot be read keeps
+  // NaN and goes after the re-scored ones; the rest keep their ITC order after them. The first k are
+  // returned. n >= 1 (at most max(n, k) <= 10000 candidates); Error for a CLIP model.
+  ItmSearch search_by_text_itm(const std::string& text, int n, int k, float min_score = -2.0f,
+                               const ItmOptions& opt = {}) const;
   std::vector<SearchResult> search_by_image(const Image& img, int k, float min_score = -2.0f) const;
   // "More like this": the nearest items to item `id`'s stored vector, without the item itself.
   std::vector<SearchResult> search_by_id(int64_t id, int k, float min_score = -2.0f) const;
