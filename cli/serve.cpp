@@ -64,7 +64,8 @@ int serve_until_signal(std::shared_ptr<search::SearchEngine> engine, const searc
 namespace {
 
 ArgParser serve_parser() {
-  ArgParser p("serve", "--db PATH [--host 127.0.0.1] [--port 8080] [--max-upload-mb 20] [--threads 8] [--log]",
+  ArgParser p("serve", "--db PATH [--host 127.0.0.1] [--port 8080] [--max-upload-mb 20] [--http-threads 8] [--max-rerank 50]\n"
+              "                    [--log]",
               "Serves the search page (text search, query by uploaded image, zero-shot labels, \"more like\n"
               "this\") and its JSON API (docs/server.md) for the index DB at PATH. Binds to 127.0.0.1 unless\n"
               "--host says otherwise; serves only the image files that are in the DB.");
@@ -74,6 +75,8 @@ ArgParser serve_parser() {
   p.value("--port", "P", "port (default 8080; 0: any free port, printed)", "server");
   p.value("--max-upload-mb", "MB", "largest request body accepted; larger ones get 413 (default 20)", "server");
   p.value("--http-threads", "N", "request worker threads (default 8)", "server");
+  p.value("--max-rerank", "N", "BLIP-2: most images the ITM head re-scores per text query (rerank=N, or k with\n"
+          "score=itm); larger requests get 400 (default 50)", "server");
   p.flag("--log", "print one line per request on stderr", "server");
   return p;
 }
@@ -84,6 +87,7 @@ int serve_main(const Parsed& a) {
   opt.port = int(a.get_int("--port", 8080, 0, 65535));
   opt.max_upload_bytes = size_t(a.get_int("--max-upload-mb", 20, 1, 4096)) << 20;
   opt.threads = int(a.get_int("--http-threads", 8, 1, 256));
+  opt.max_rerank = int(a.get_int("--max-rerank", opt.max_rerank, 1, 10000));
   if (a.has("--log")) opt.access_log = &std::cerr;
   auto engine = open_engine(a, Tokenizer::OPTIONAL, "serve");
   return serve_until_signal(engine, opt, "serve");

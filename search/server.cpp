@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -190,23 +191,75 @@ struct SearchServer::Impl {
   std::unordered_map<int64_t, std::string> thumbs;
   std::deque<int64_t> thumb_order;
 
-  json result_json(const SearchResult& r) const {
-    return {{"id", r.id},
-            {"score", r.score},
-            {"path", r.row.path},
-            {"label", r.row.label},
-            {"caption", r.row.caption},
-            {"width", r.row.width},
-            {"height", r.row.height},
-            {"image", vislang::str("/image/", r.id)},
-            {"thumb", vislang::str("/thumb/", r.id)}};
+  // `with_itm`: a BLIP-2 ITM re-ranking; "score" is then P(match) where it was computed (as in
+  // `vislang search --rerank`), "itc" the cosine and "itm" P(match) or null.
+  json result_json(const SearchResult& r, bool with_itm) const {
+    json j = {{"id", r.id},
+              {"score", r.score},
+              {"path", r.row.path},
+              {"label", r.row.label},
+              {"caption", r.row.caption},
+              {"width", r.row.width},
+              {"height", r.row.height},
+              {"image", vislang::str("/image/", r.id)},
+              {"thumb", vislang::str("/thumb/", r.id)}};
+    if (with_itm) {
+      j["itc"] = r.score;
+      j["itm"] = std::isnan(r.itm) ? json() : json(r.itm);
+      if (!std::isnan(r.itm)) j["score"] = r.itm;
+    }
+    return j;
   }
-  json results_json(const std::vector<SearchResult>& rs, Clock::time_point t0) const {
+  json results_json(const std::vector<SearchResult>& rs, Clock::time_point t0, bool with_itm = false) const {
     json arr = json::array();
-    for (const SearchResult& r : rs) arr.push_back(result_json(r));
+    for (const SearchResult& r : rs) arr.push_back(result_json(r, with_itm));
     return {{"results", arr}, {"took_ms", std::chrono::duration<double, std::milli>(Clock::now() - t0).count()}};
   }
   int k_of(const Params& p) const { return int(p.integer("k", 10, 1, opt.max_k)); }
+
+  // "itc", "itm", or "" when not given; 400 for anything else.
+  static std::string score_of(const Params& p) {
+    const std::string score = p.str("score");
+    if (!score.empty() && score != "itc" && score != "itm")
+      throw HttpError{400, vislang::str("parameter 'score' must be itc or itm, got '", score, "'")};
+    return score;
+  }
+  // score=itc|itm and rerank=N, with `vislang search`'s meaning: how many of the ITC top results ITM
+  // re-scores (rerank=N: N; score=itm alone: the k shown), 0 for ITC only. 400 naming the field for a
+  // bad value, for rerank with score=itc, and for ITM on a CLIP model.
+  int itm_candidates(const Params& p, int k) const {
+    const std::string score = score_of(p), rerank = p.str("rerank");
+    if (score != "itm" && rerank.empty()) return 0;
+    int n = k;
+    if (!rerank.empty()) {
+      try {
+        n = int(Params::parse_int(rerank, "rerank", 1, opt.max_rerank));
+      } catch (const HttpError&) {
+        throw HttpError{400, vislang::str("parameter 'rerank' must be a whole number from 1 to ", opt.max_rerank,
+                                          " (how many of the ITC top results ITM re-scores; this server's cap), got '",
+                                          rerank, "'")};
+      }
+      if (score == "itc")
+        throw HttpError{400, "parameter 'rerank' re-scores the ITC top N with ITM; it cannot go with score=itc"};
+    } else if (k > opt.max_rerank) {
+      throw HttpError{400, vislang::str("score=itm re-scores the k results with ITM, so parameter 'k' must be at most ",
+                                        opt.max_rerank, " (this server's cap), got ", k, "; or give rerank=N")};
+    }
+    if (!engine->embedder().is_blip2())
+      throw HttpError{400, vislang::str(rerank.empty() ? "score=itm" : "parameter 'rerank'",
+                                        " needs a BLIP-2 model with an itm_head; this server's model '",
+                                        engine->db().model().name, "' is a CLIP model, which ranks by cosine only")};
+    return n;
+  }
+  // Image, "more like this" and recommendation queries: ITM scores an image against a text, so they
+  // take no score=itm or rerank (score=itc is accepted: it is what they do).
+  static void refuse_itm(const Params& p, const char* what) {
+    const char* field = score_of(p) == "itm" ? "score" : !p.str("rerank").empty() ? "rerank" : nullptr;
+    if (field)
+      throw HttpError{400, vislang::str("parameter '", field, "': ", what,
+                                        " are ranked by ITC only (score=itm and rerank re-rank text queries: ITM "
+                                        "scores an image against a text)")};
+  }
 
   // The uploaded image: multipart field "image" (or "file"), or a raw image body.
   Image uploaded_image(const httplib::Request& req) const {
@@ -318,6 +371,9 @@ struct SearchServer::Impl {
                       {"index", index_kind_name(db.kind())},
                       {"generation", db.generation()},
                       {"text_queries", engine->embedder().has_tokenizer()},
+                      {"family", db.model().family},  // "clip" or "blip2"
+                      {"itm", engine->embedder().is_blip2() && engine->embedder().has_tokenizer()},
+                      {"max_rerank", opt.max_rerank},
                       {"max_upload_bytes", opt.max_upload_bytes}});
     }));
 
@@ -328,7 +384,23 @@ struct SearchServer::Impl {
       if (q.empty()) throw HttpError{400, "missing query: give q=TEXT"};
       if (q.size() > 2000) throw HttpError{400, "the query is longer than 2000 bytes"};
       if (!engine->embedder().has_tokenizer()) throw HttpError{400, "text queries need a tokenizer, and the server has none"};
-      json j = results_json(engine->search_by_text(q, k_of(p), float(p.number("min_score", -2.0))), t0);
+      const int k = k_of(p);
+      const float min_score = float(p.number("min_score", -2.0));
+      const int n = itm_candidates(p, k);
+      json j;
+      if (n > 0) {
+        ItmOptions io;
+        io.confined = true;  // only files still inside their indexed folder, as for /image and /thumb
+        ItmSearch r = engine->search_by_text_itm(q, n, k, min_score, io);
+        j = results_json(r.results, t0, /*with_itm=*/true);
+        j["score"] = "itm";
+        j["rerank"] = n;
+        j["unreadable"] = json::array();  // candidates ITM could not re-score: after the re-scored ones
+        for (const ItmSkip& u : r.unreadable) j["unreadable"].push_back({{"id", u.id}, {"path", u.path}, {"reason", u.reason}});
+      } else {
+        j = results_json(engine->search_by_text(q, k, min_score), t0);
+        j["score"] = "itc";
+      }
       j["query"] = q;
       send_json(res, j);
     });
@@ -338,6 +410,7 @@ struct SearchServer::Impl {
     auto search_image = wrap([this](const httplib::Request& req, httplib::Response& res) {
       const auto t0 = Clock::now();
       Params p(req);
+      refuse_itm(p, "image queries");
       const int k = k_of(p);
       const float min_score = float(p.number("min_score", -2.0));
       if (p.get("id")) {  // more like this
@@ -387,6 +460,7 @@ struct SearchServer::Impl {
     auto recommend = wrap([this](const httplib::Request& req, httplib::Response& res) {
       const auto t0 = Clock::now();
       Params p(req);
+      refuse_itm(p, "recommendations");
       RecommendRequest r;
       r.liked = p.ids("liked");
       r.disliked = p.ids("disliked");

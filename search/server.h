@@ -7,6 +7,7 @@
 //   GET  /                      the page            GET /image/ID   the indexed file (only files in the DB)
 //   GET  /api/health            status, counts      GET /thumb/ID   a JPEG thumbnail (longest side 256)
 //   GET|POST /api/search        text query          POST /api/search_image   upload, or {"id": N} = more like this
+//                               (BLIP-2: score=itm, rerank=N re-rank by the ITM head, SearchEngine::search_by_text_itm)
 //   POST /api/zero_shot         upload + labels     GET|POST /api/recommend  liked / disliked / text
 //
 // Security, by construction:
@@ -16,7 +17,7 @@
 //     from, and it is opened with O_NOFOLLOW;
 //   * request bodies above ServerOptions::max_upload_bytes (default 20 MB) get 413 before any work;
 //   * every malformed request gets a 4xx JSON {"error": "..."}; handler exceptions become JSON 400/404/500
-//     responses, never a crash; k is capped (max_k).
+//     responses, never a crash; k is capped (max_k), and so is the number of ITM re-scores (max_rerank).
 // Concurrency: requests run on httplib's thread pool; the engine is thread-safe (see its header).
 #pragma once
 #include <cstddef>
@@ -34,6 +35,7 @@ struct ServerOptions {
   size_t max_upload_bytes = 20u << 20;       // 20 MiB
   int threads = 8;                           // worker threads
   int max_k = 200;                           // larger k is clamped
+  int max_rerank = 50;                       // most images ITM re-scores per request (rerank=N, or k with score=itm)
   std::ostream* access_log = nullptr;        // one line per request when set
 };
 

@@ -13,6 +13,9 @@
 //               in-process ITC (max over queries), --score itm re-ranks by in-process ITM; a CLIP model
 //               on a BLIP-2 DB (and the reverse) is refused; IndexDb's multi-vector max-over-queries
 //               search == brute force (flat), before and after reopening and removals
+//   serve       /api/search?rerank=N / score=itm: the same order, ITC and P(match) as `vislang search`;
+//               re-ranked by P(match); each bad score / rerank / k gets 400 naming the field; a file that
+//               left its folder (symlink out) is not re-scored by the server
 //   errors      --score itm / --rerank on a CLIP model, --rerank 0, a converted file without --vocab,
 //               --bpe on a BLIP-2 model: non-zero exit naming the problem
 // Fixtures (tools/reference/make_blip2_fixtures.py): tests/fixtures/blip2/hf (tiny random model with a
@@ -23,6 +26,8 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <httplib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -42,7 +47,9 @@
 #include "kernels/ops.h"
 #include "models/blip2/blip2.h"
 #include "search/embedder.h"
+#include "search/engine.h"
 #include "search/index_db.h"
+#include "search/server.h"
 #include "tests/test_util.h"
 #include "weights/safetensors.h"
 
@@ -188,6 +195,26 @@ struct Library {
 const Library& lib() {
   static Library l;
   return l;
+}
+
+// `vislang index build` with the fixture model over a folder of 7 committed images (copied to s/images).
+struct Blip2Db {
+  std::string dir, db;
+  std::vector<std::string> paths;  // canonical, in the order of the names below
+};
+Blip2Db build_blip2_db(const Scratch& s) {
+  Blip2Db out{s / "images", s / "db", {}};
+  fs::create_directories(out.dir);
+  const std::vector<std::string> names = {"odd_223x225_rgb.png", "odd_230x700_rgb.png", "bmp_rgb.bmp", "png16_rgb.png",
+                                          "odd_224x224_p.png", "odd_225x223_l.png", "gif_pil.gif"};
+  for (const std::string& n : names) {
+    fs::copy_file(src("tests/fixtures/image/inputs/" + n), out.dir + "/" + n);
+    out.paths.push_back(fs::canonical(out.dir + "/" + n).string());
+  }
+  Result b = run_vislang({"index", "build", "--model", hf_model(), "--images", out.dir, "--db", out.db});
+  REQUIRE_MESSAGE(b.status == 0, b.describe());
+  CHECK_MESSAGE(contains(b.out, "BLIP-2, 8 x 32-d per image"), b.out);
+  return out;
 }
 
 std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -398,18 +425,9 @@ TEST_SUITE("blip2_cli") {
 
   TEST_CASE("blip2 cli: index build + text search rank exactly by ITC; --score itm; other models refused") {
     Scratch s;
-    const std::string dir = s / "images", db = s / "db";
-    fs::create_directories(dir);
-    const std::vector<std::string> names = {"odd_223x225_rgb.png", "odd_230x700_rgb.png", "bmp_rgb.bmp", "png16_rgb.png",
-                                            "odd_224x224_p.png", "odd_225x223_l.png", "gif_pil.gif"};
-    std::vector<std::string> paths;
-    for (const std::string& n : names) {
-      fs::copy_file(src("tests/fixtures/image/inputs/" + n), dir + "/" + n);
-      paths.push_back(fs::canonical(dir + "/" + n).string());
-    }
-    Result b = run_vislang({"index", "build", "--model", hf_model(), "--images", dir, "--db", db});
-    REQUIRE_MESSAGE(b.status == 0, b.describe());
-    CHECK_MESSAGE(contains(b.out, "BLIP-2, 8 x 32-d per image"), b.out);
+    const Blip2Db built = build_blip2_db(s);
+    const std::string &dir = built.dir, &db = built.db;
+    const std::vector<std::string>& paths = built.paths;
     Result info = run_vislang({"index", "info", "--db", db, "--check"});
     CHECK_MESSAGE((info.status == 0 && contains(info.out, "ok (7 rows, 56 vectors)")), info.describe());
 
@@ -482,6 +500,121 @@ TEST_SUITE("blip2_cli") {
     CHECK(g[3]["itm"].is_null());
     CHECK(g[0]["path"] == paths[top4[1]]);
     MESSAGE("search: |score - in-process ITC| ", d, ", |P(match) - in-process ITM| ", dm);
+  }
+
+  TEST_CASE("blip2 cli: the web server's ITM re-ranking equals `vislang search --rerank`; bad parameters get 400") {
+    Scratch s;
+    const Blip2Db built = build_blip2_db(s);
+    const std::string query = "a photo of a red square.";
+    auto engine = std::make_shared<search::SearchEngine>(
+        search::IndexDb::open(built.db, search::IndexDb::Mode::READ_ONLY),
+        std::make_shared<search::Embedder>(blip2::Blip2Retrieval::load(hf_model()),
+                                           std::make_shared<WordPieceTokenizer>(WordPieceTokenizer::from_folder(hf_model())),
+                                           hf_model()));
+    search::ServerOptions opt;
+    opt.port = 0;
+    opt.max_rerank = 5;
+    search::SearchServer server(engine, opt);
+    const int port = server.start();
+    REQUIRE(port > 0);
+    httplib::Client http("127.0.0.1", port);
+    http.set_read_timeout(60, 0);
+    auto check_json = [](const httplib::Result& res, const std::string& what, int want_status) {
+      REQUIRE_MESSAGE(res, what);
+      CHECK_MESSAGE(res->status == want_status, what, " -> ", res->status, " ", res->body);
+      return json::parse(res->body);
+    };
+    auto get = [&](const std::string& path, int want_status) { return check_json(http.Get(path.c_str()), path, want_status); };
+    const std::string q = "/api/search?q=" + httplib::detail::encode_query_param(query);
+
+    json h = get("/api/health", 200);
+    CHECK(h["family"] == "blip2");
+    CHECK(h["itm"] == true);
+    CHECK(h["max_rerank"] == 5);
+
+    // The same re-rankings through the CLI and the API: ids, ITC and P(match) (<= 1e-6), in P(match) order.
+    struct Case {
+      std::vector<std::string> cli;
+      std::string api;
+      size_t rescored;
+    };
+    for (const Case& c : {Case{{"-k", "3", "--rerank", "4"}, "&k=3&rerank=4", 3},
+                          Case{{"-k", "6", "--rerank", "2"}, "&k=6&rerank=2", 2},  // the other 4 in ITC order
+                          Case{{"-k", "3", "--score", "itm"}, "&k=3&score=itm", 3}}) {
+      Result cli = run_vislang(with({"search", "--db", built.db, "--text", query, "--format", "jsonl"}, c.cli));
+      REQUIRE_MESSAGE(cli.status == 0, cli.describe());
+      const std::vector<json> want = cli.jsonl();
+      const json got = get(q + c.api, 200);
+      CHECK(got["score"] == "itm");
+      REQUIRE_MESSAGE(got["results"].size() == want.size(), c.api, ": ", got.dump());
+      double d = 0;
+      size_t rescored = 0;
+      for (size_t r = 0; r < want.size(); ++r) {
+        const json &g = got["results"][r], &w = want[r];
+        CHECK_MESSAGE(g["id"] == w["id"], c.api, " rank ", r + 1);
+        CHECK(g["path"] == w["path"]);
+        d = std::max(d, std::fabs(g["itc"].get<double>() - w["itc"].get<double>()));
+        d = std::max(d, std::fabs(g["score"].get<double>() - w["score"].get<double>()));
+        REQUIRE(g["itm"].is_null() == w["itm"].is_null());
+        if (g["itm"].is_null()) continue;
+        ++rescored;
+        d = std::max(d, std::fabs(g["itm"].get<double>() - w["itm"].get<double>()));
+        CHECK(r + 1 == rescored);  // the re-scored come first,
+        if (r > 0) CHECK(got["results"][r - 1]["itm"].get<double>() >= g["itm"].get<double>());  // by P(match)
+      }
+      CHECK(rescored == c.rescored);
+      for (size_t r = rescored + 1; r < want.size(); ++r)  // the rest in ITC order
+        CHECK(got["results"][r - 1]["itc"].get<double>() >= got["results"][r]["itc"].get<double>());
+      CHECK_MESSAGE(d <= kLibTol, c.api, ": |server - CLI| ", d);
+      MESSAGE("serve ", c.api, ": ", rescored, " re-scored, |server - CLI| ", d);
+    }
+    // POST with a JSON body: the same answer.
+    const json post = check_json(http.Post("/api/search", json{{"q", query}, {"k", 3}, {"rerank", 4}}.dump(), "application/json"),
+                                 "POST /api/search", 200);
+    const json get34 = get(q + "&k=3&rerank=4", 200);
+    REQUIRE(post["results"].size() == 3);
+    for (size_t r = 0; r < 3; ++r) CHECK(post["results"][r]["itm"] == get34["results"][r]["itm"]);
+    CHECK(post["rerank"] == 4);
+    CHECK(get(q + "&k=3", 200)["score"] == "itc");
+    CHECK_FALSE(get(q + "&k=3&score=itc", 200)["results"][0].contains("itm"));
+
+    // Bad parameters: 400 with a message naming the field and what was expected.
+    struct Bad {
+      std::string path, field, expected;
+    };
+    for (const Bad& b : {Bad{q + "&score=best", "'score'", "itc or itm"}, Bad{q + "&rerank=0", "'rerank'", "from 1 to 5"},
+                         Bad{q + "&rerank=-2", "'rerank'", "from 1 to 5"}, Bad{q + "&rerank=abc", "'rerank'", "from 1 to 5"},
+                         Bad{q + "&rerank=2.5", "'rerank'", "from 1 to 5"}, Bad{q + "&rerank=6", "'rerank'", "from 1 to 5"},
+                         Bad{q + "&score=itc&rerank=3", "'rerank'", "score=itc"}, Bad{q + "&score=itm&k=6", "'k'", "at most 5"},
+                         Bad{"/api/search_image?id=1&rerank=3", "'rerank'", "text queries"},
+                         Bad{"/api/search_image?id=1&score=itm", "'score'", "text queries"},
+                         Bad{"/api/recommend?liked=1&rerank=2", "'rerank'", "text queries"}}) {
+      const json e = get(b.path, 400);
+      const std::string msg = e.value("error", "");
+      CHECK_MESSAGE((contains(msg, b.field) && contains(msg, b.expected)), b.path, " -> ", msg);
+    }
+    const json pe = check_json(http.Post("/api/search", json{{"q", query}, {"rerank", true}}.dump(), "application/json"),
+                               "POST rerank: true", 400);
+    CHECK(contains(pe.value("error", ""), "'rerank'"));
+
+    // The ITC top candidate's file replaced by a symlink to a copy outside the folder: the server does not
+    // read it (the rule of /image and /thumb); it is listed as unreadable and goes after the re-scored ones.
+    const json itc = get(q + "&k=4", 200);
+    const int64_t top = itc["results"][0]["id"].get<int64_t>();
+    const std::string top_path = itc["results"][0]["path"].get<std::string>();
+    const std::string outside = s / ("outside" + fs::path(top_path).extension().string());
+    fs::copy_file(top_path, outside);
+    fs::remove(top_path);
+    fs::create_symlink(outside, top_path);
+    const json conf = get(q + "&k=4&rerank=4", 200);
+    REQUIRE(conf["results"].size() == 4);
+    CHECK(conf["results"][3]["id"] == top);
+    CHECK(conf["results"][3]["itm"].is_null());
+    for (size_t r = 0; r < 3; ++r) CHECK_FALSE(conf["results"][r]["itm"].is_null());
+    REQUIRE(conf["unreadable"].size() == 1);
+    CHECK(conf["unreadable"][0]["id"] == top);
+    CHECK(contains(conf["unreadable"][0]["reason"].get<std::string>(), "inside the indexed folder"));
+    server.stop();
   }
 
   TEST_CASE("blip2 cli: IndexDb multi-vector search is the exact max over an item's vectors") {

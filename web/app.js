@@ -1,10 +1,11 @@
 // web/app.js — the search page's behaviour: text search, query by uploaded/dropped image, zero-shot
-// labelling of the upload, "more like this", like/dislike → recommendations. Talks only to the JSON API
-// of search/server.cpp (docs/server.md). No framework, no build step.
+// labelling of the upload, "more like this", like/dislike → recommendations; with a BLIP-2 model, ITM
+// re-ranking of text queries (rerank=N). Talks only to the JSON API of search/server.cpp (docs/server.md,
+// docs/search.md). No framework, no build step.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, liked: new Set(), disliked: new Set(), maxUpload: 20 << 20 };
+const state = { file: null, liked: new Set(), disliked: new Set(), maxUpload: 20 << 20, itm: false };
 
 function setStatus(text, isError) {
   const s = $("status");
@@ -53,7 +54,12 @@ function render(results, what, took) {
     img.loading = "lazy";
     card.append(img);
     const meta = el("div", "meta");
-    meta.append(el("span", "score", r.score.toFixed(4)));
+    if (r.itm !== undefined) {  // re-ranked by ITM: P(match) (null: not re-scored), then the ITC cosine
+      meta.append(el("span", "score itm", r.itm === null ? "P(match) –" : `P(match) ${r.itm.toFixed(4)}`));
+      meta.append(el("span", "itc", `itc ${r.itc.toFixed(4)}`));
+    } else {
+      meta.append(el("span", "score", r.score.toFixed(4)));
+    }
     if (r.label) meta.append(el("span", "label", r.label));
     if (r.caption && r.caption !== r.label) meta.append(el("span", "caption muted", r.caption));
     const path = el("span", "path", r.path);
@@ -89,10 +95,12 @@ async function searchText(ev) {
   if (!q) return setStatus("type something to search for", true);
   const p = params();
   p.set("q", q);
-  setStatus("searching…");
+  const rerank = state.itm && $("rerank-on").checked;
+  if (rerank) p.set("rerank", $("rerank-n").value || "10");
+  setStatus(rerank ? "searching and re-ranking with ITM…" : "searching…");
   try {
     const body = await api("/api/search?" + p.toString());
-    render(body.results, `“${q}”`, body.took_ms);
+    render(body.results, `“${q}”` + (body.score === "itm" ? `, top ${body.rerank} re-ranked by ITM` : ""), body.took_ms);
   } catch (e) {
     setStatus(e.message, true);
   }
@@ -197,7 +205,11 @@ async function health() {
   try {
     const h = await api("/api/health");
     state.maxUpload = h.max_upload_bytes;
-    $("health").textContent = `${h.images} images · model ${h.model} (${h.dim}-d) · ${h.index} index` +
+    state.itm = h.itm === true;  // a BLIP-2 model with its tokenizer: text queries can be re-ranked by ITM
+    $("itm-ctl").hidden = !state.itm;
+    if (state.itm) $("rerank-n").max = h.max_rerank;
+    const family = h.family === "blip2" ? "BLIP-2, " : "";
+    $("health").textContent = `${h.images} images · model ${h.model} (${family}${h.dim}-d) · ${h.index} index` +
       (h.text_queries ? "" : " · no tokenizer: image queries only");
   } catch (e) {
     $("health").textContent = "server unreachable: " + e.message;

@@ -9,7 +9,10 @@ with --model, served on a free port) and checks what a user sees:
   3. uploading an indexed image ranks that very image first, with cosine ~1;
   4. zero-shot labelling of the upload shows one bar per label;
   5. "more like this" on a card shows other images;
-and saves a screenshot (--out DIR/search_page.png).
+  6. the ITM re-ranking control is hidden for a CLIP model; then, on a second demo DB built with the tiny
+     BLIP-2 fixture (--blip2-model, default tests/fixtures/blip2/hf), it is shown, and a text query with
+     "re-rank top N with ITM" shows the API's rerank=N order with P(match) on the re-scored cards;
+and saves a screenshot (--out DIR/search_page.png; the BLIP-2 page: search_page_blip2.png).
 
 Exit status 77 (ctest: Skipped) with a line "SKIPPED: why" when chromium, chromedriver or selenium is
 absent. Run by hand:
@@ -48,12 +51,44 @@ def api(base, path):
         return json.loads(r.read().decode())
 
 
+def start_demo(vislang, model, work, images):
+    """`vislang demo` on a fresh folder and a free port: (process, base URL)."""
+    server = subprocess.Popen(
+        [vislang, "demo", "--model", model, "--dir", work, "--images", str(images), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = server.stdout.readline()
+        if not line:
+            if server.poll() is not None:
+                raise SystemExit(f"FAIL: vislang demo exited {server.returncode}: {server.stderr.read()}")
+            continue
+        m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        if m:
+            return server, m.group(1)
+    server.terminate()
+    raise SystemExit("FAIL: vislang demo printed no URL")
+
+
+def stop(server):
+    if server is not None and server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vislang", required=True, help="the vislang binary")
     ap.add_argument("--model", required=True, help="model for the demo DB")
     ap.add_argument("--out", required=True, help="folder for the screenshot")
     ap.add_argument("--images", type=int, default=60)
+    ap.add_argument("--blip2-model", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                                                          "blip2", "hf"),
+                    help="BLIP-2 model for the ITM re-ranking check ('' skips it)")
+    ap.add_argument("--blip2-images", type=int, default=16)
     args = ap.parse_args()
 
     browser = find_browser()
@@ -81,22 +116,7 @@ def main():
     server = None
     drv = None
     try:
-        server = subprocess.Popen(
-            [args.vislang, "demo", "--model", args.model, "--dir", work, "--images", str(args.images), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        base = None
-        deadline = time.time() + 120
-        while time.time() < deadline and base is None:
-            line = server.stdout.readline()
-            if not line:
-                if server.poll() is not None:
-                    raise SystemExit(f"FAIL: vislang demo exited {server.returncode}: {server.stderr.read()}")
-                continue
-            m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-            if m:
-                base = m.group(1)
-        if base is None:
-            raise SystemExit("FAIL: vislang demo printed no URL")
+        server, base = start_demo(args.vislang, args.model, work, args.images)
         health = api(base, "api/health")
         print(f"server {base}: {health['images']} images, model {health['model']}")
 
@@ -104,7 +124,14 @@ def main():
         opts.binary_location = browser
         for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"):
             opts.add_argument(a)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for js_errors()
         drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+
+        def js_errors():
+            """SEVERE console entries since the last call (a missing favicon is not the page's error)."""
+            return [e["message"] for e in drv.get_log("browser")
+                    if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+
         wait = WebDriverWait(drv, 60)
         drv.get(base)
         wait.until(lambda d: "images" in d.find_element(By.ID, "health").text)
@@ -112,6 +139,11 @@ def main():
 
         def cards():
             return drv.find_elements(By.CSS_SELECTOR, "#results .result")
+
+        itm_ctl = drv.find_element(By.ID, "itm-ctl")
+        assert health["family"] == "clip" and not health["itm"], health
+        assert not itm_ctl.is_displayed(), "the ITM re-ranking control is shown for a CLIP model"
+        print("CLIP model: the ITM re-ranking control is hidden")
 
         def wait_status(fragment):
             wait.until(lambda d: fragment in d.find_element(By.ID, "status").text)
@@ -176,17 +208,50 @@ def main():
         shot = os.path.join(os.path.abspath(args.out), "search_page.png")
         drv.save_screenshot(shot)
         print(f"screenshot: {shot}")
+
+        errors = js_errors()
+        assert not errors, f"JavaScript errors on the CLIP page: {errors}"
+
+        # 6. BLIP-2: the ITM re-ranking control, and a re-ranked text query.
+        if args.blip2_model:
+            stop(server)
+            server, base = start_demo(args.vislang, os.path.abspath(args.blip2_model), os.path.join(work, "blip2"),
+                                      args.blip2_images)
+            health = api(base, "api/health")
+            assert health["family"] == "blip2" and health["itm"], health
+            drv.get(base)
+            wait.until(lambda d: "images" in d.find_element(By.ID, "health").text)
+            assert "BLIP-2" in drv.find_element(By.ID, "health").text, drv.find_element(By.ID, "health").text
+            assert drv.find_element(By.ID, "itm-ctl").is_displayed(), "no ITM re-ranking control for a BLIP-2 model"
+            query, n = "a photo of a red circle.", 5
+            drv.find_element(By.ID, "rerank-on").click()
+            box = drv.find_element(By.ID, "rerank-n")
+            box.clear()
+            box.send_keys(str(n))
+            box = drv.find_element(By.ID, "q")
+            box.send_keys(query)
+            box.send_keys(Keys.ENTER)
+            wait_status("re-ranked by ITM")
+            shown = [int(c.get_attribute("data-id")) for c in cards()]
+            k = drv.find_element(By.ID, "k").get_attribute("value")
+            body = api(base, "api/search?" + urllib.parse.urlencode({"q": query, "k": k, "rerank": n}))
+            assert shown == [r["id"] for r in body["results"]], (shown, body["results"])
+            scores = [c.find_element(By.CSS_SELECTOR, ".score").text for c in cards()]
+            want = [f"P(match) {r['itm']:.4f}" if r["itm"] is not None else "P(match) –" for r in body["results"]]
+            assert scores == want, (scores, want)
+            assert all(s.startswith("P(match) 0") or s.startswith("P(match) 1") for s in scores[:n]), scores
+            print(f"BLIP-2 model: control shown; re-rank top {n}: {len(shown)} cards in the API's order, first {scores[0]}")
+            drv.save_screenshot(os.path.join(os.path.abspath(args.out), "search_page_blip2.png"))
+            errors = js_errors()
+            assert not errors, f"JavaScript errors on the BLIP-2 page: {errors}"
+        print("no JavaScript errors in the console")
+
         print("PASS: browser test")
         return 0
     finally:
         if drv is not None:
             drv.quit()
-        if server is not None and server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop(server)
         shutil.rmtree(work, ignore_errors=True)
 
 
