@@ -200,6 +200,18 @@ int bench_main(const Parsed& a) {
                       time_median_ms([&] { (void)m.image_embeds(m.query_features(feats)); }, warmup, reps, cuda)});
     }
   }
+  // Flops per image of each part, and the register-only peak of the arithmetic the dtype runs on
+  // (f32: the FMA loop; bf16: vdpbf16ps, what bgemm is built on) at this thread count: no kernel
+  // can do the part's flops faster than gflop / peak.
+  const blip2::ImageFlops fl = blip2::image_flops(c), fl_written = blip2::image_flops(c, /*as_written=*/true);
+  auto gflop_of = [&](const Row& r, const blip2::ImageFlops& f) {
+    return (r.part == "Q-Former alone" ? f.qformer : f.vision + f.qformer) / 1e9;
+  };
+  const bool bf16_peak = rt.dtype == DType::BF16 && cpu_measure_peak_gflops_bf16(1, 0.01) > 0;
+  const double peak = cuda ? 0
+                      : bf16_peak ? cpu_measure_peak_gflops_bf16(rt.threads, 0.3)
+                                  : cpu_measure_peak_gflops_f32(rt.threads, 0.3);
+  const char* peak_what = bf16_peak ? "vdpbf16ps loop" : "f32 FMA loop";
   struct rusage ru;
   ::getrusage(RUSAGE_SELF, &ru);
   const double rss_mib = ru.ru_maxrss / 1024.0;
@@ -210,8 +222,10 @@ int bench_main(const Parsed& a) {
                         {"device", rt.device.name()}, {"device_name", device_name}, {"dtype", dtype_name(rt.dtype)},
                         {"threads", rt.threads}, {"reps", reps}, {"warmup", warmup}, {"image_size", S},
                         {"peak_rss_mib", rss_mib}, {"load_s", load_s}, {"random_weights_s", gen_s}};
+    if (!cuda) j["measured_peak_gflops"] = peak, j["measured_peak_of"] = peak_what;
     for (const Row& r : rows)
-      j["results"].push_back({{"part", r.part}, {"batch", r.batch}, {"ms", r.ms}, {"images_per_s", r.batch * 1000.0 / r.ms}});
+      j["results"].push_back({{"part", r.part}, {"batch", r.batch}, {"ms", r.ms}, {"images_per_s", r.batch * 1000.0 / r.ms},
+                              {"gflop_per_image", gflop_of(r, fl)}, {"gflop_per_image_as_written", gflop_of(r, fl_written)}});
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -221,8 +235,18 @@ int bench_main(const Parsed& a) {
               "median of %d runs after %d warm-up\n\n",
               (long long)Cv, (long long)c.vision.layers, (long long)N1, (long long)c.qformer.width,
               (long long)c.qformer.layers, (long long)c.num_query_tokens, reps, warmup);
-  std::printf("%-20s %6s %12s %12s\n", "part", "batch", "ms/batch", "images/s");
-  for (const Row& r : rows) std::printf("%-20s %6d %12.1f %12.2f\n", r.part.c_str(), r.batch, r.ms, r.batch * 1000.0 / r.ms);
+  std::printf("%-20s %6s %12s %12s %12s %9s %8s\n", "part", "batch", "ms/batch", "images/s", "GFLOP/image", "GFLOP/s",
+              "%peak");
+  for (const Row& r : rows) {
+    const double gflops = gflop_of(r, fl) * r.batch * 1000.0 / r.ms;
+    std::printf("%-20s %6d %12.1f %12.2f %12.2f %9.1f %7.0f%%\n", r.part.c_str(), r.batch, r.ms, r.batch * 1000.0 / r.ms,
+                gflop_of(r, fl), gflops, cuda ? 0.0 : 100.0 * gflops / peak);
+  }
+  if (!cuda)
+    std::printf("\nGFLOP/image: the matmuls as vislang runs them (Q-Former %.2f GFLOP; %.2f with its cross-attention as\n"
+                "written, see docs/qformer.md). %%peak: of %.1f GFLOP/s, a register-only %s\n"
+                "on %d threads measured after the runs.\n",
+                fl.qformer / 1e9, fl_written.qformer / 1e9, peak, peak_what, rt.threads);
   std::printf("\npeak RSS %.0f MiB (this process); load %.2f s", rss_mib, load_s);
   if (random) std::printf("; random weights written (%s) by a child process in %.1f s", dtype_name(dtype), gen_s);
   std::printf("\n");

@@ -156,59 +156,96 @@ CpuInfo detect() {
   return ci;
 }
 
-// ---- the FMA loop of cpu_measure_peak_gflops_f32: 12 independent accumulators hide the FMA
-// latency (4 cycles) on two pipes. Returns flops done; `stop` is checked every 64k iterations.
+// ---- the register-only loops of cpu_measure_peak_gflops_*: 12 independent accumulators hide the
+// latency (4-5 cycles) on two pipes. run_for repeats `block` (65,536 iterations of the 12 updates,
+// `flops_per_block` flops) until `seconds` have passed and returns the flops done; `sink` reads the
+// accumulators afterwards so the compiler keeps the loop.
+template <typename Block, typename Sink>
+double run_for(double seconds, double flops_per_block, Block block, Sink sink) {
+  auto t0 = std::chrono::steady_clock::now();
+  double flops = 0;
+  do {
+    block();
+    flops += flops_per_block;
+  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds);
+  return sink() == -1.0f ? 0 : flops;
+}
+
 #if VL_X86
 __attribute__((target("avx512f"))) double fma_loop_avx512(double seconds) {
   __m512 acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * float(i));
   const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(0.0001f);
-  auto t0 = std::chrono::steady_clock::now();
-  double flops = 0;
-  do {
-    for (int it = 0; it < 65536; ++it)
-      for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
-    flops += 65536.0 * 12 * 32;
-  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds);
-  float tmp[16], sink = 0;
-  for (int i = 0; i < 12; ++i) {
-    _mm512_storeu_ps(tmp, acc[i]);
-    sink += tmp[0];
-  }
-  return sink == -1.0f ? 0 : flops;  // keeps the loop alive
+  return run_for(
+      seconds, 65536.0 * 12 * 32,
+      [&]() __attribute__((target("avx512f"))) {
+        for (int it = 0; it < 65536; ++it)
+          for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+      },
+      [&]() __attribute__((target("avx512f"))) {
+        float tmp[16], sum = 0;
+        for (int i = 0; i < 12; ++i) _mm512_storeu_ps(tmp, acc[i]), sum += tmp[0];
+        return sum;
+      });
+}
+// vdpbf16ps: per f32 lane, acc += a0·b0 + a1·b1 over a pair of bf16 values: 16 lanes × 4 flops.
+__attribute__((target("avx512f,avx512bf16"))) double dpbf16_loop_avx512(double seconds) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * float(i));
+  const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5f), _mm512_set1_ps(0.25f));
+  const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-4f), _mm512_set1_ps(-1e-4f));
+  return run_for(
+      seconds, 65536.0 * 12 * 64,
+      [&]() __attribute__((target("avx512f,avx512bf16"))) {
+        for (int it = 0; it < 65536; ++it)
+          for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+      },
+      [&]() __attribute__((target("avx512f"))) {
+        float tmp[16], sum = 0;
+        for (int i = 0; i < 12; ++i) _mm512_storeu_ps(tmp, acc[i]), sum += tmp[0];
+        return sum;
+      });
 }
 __attribute__((target("avx2,fma"))) double fma_loop_avx2(double seconds) {
   __m256 acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * float(i));
   const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(0.0001f);
-  auto t0 = std::chrono::steady_clock::now();
-  double flops = 0;
-  do {
-    for (int it = 0; it < 65536; ++it)
-      for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
-    flops += 65536.0 * 12 * 16;
-  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds);
-  float tmp[8], sink = 0;
-  for (int i = 0; i < 12; ++i) {
-    _mm256_storeu_ps(tmp, acc[i]);
-    sink += tmp[0];
-  }
-  return sink == -1.0f ? 0 : flops;
+  return run_for(
+      seconds, 65536.0 * 12 * 16,
+      [&]() __attribute__((target("avx2,fma"))) {
+        for (int it = 0; it < 65536; ++it)
+          for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+      },
+      [&]() __attribute__((target("avx2,fma"))) {
+        float tmp[8], sum = 0;
+        for (int i = 0; i < 12; ++i) _mm256_storeu_ps(tmp, acc[i]), sum += tmp[0];
+        return sum;
+      });
 }
 #endif
 double fma_loop_plain(double seconds) {
   float acc[12][4];
   for (int i = 0; i < 12; ++i)
     for (int l = 0; l < 4; ++l) acc[i][l] = 0.001f * float(i);
+  return run_for(
+      seconds, 65536.0 * 12 * 4 * 2,
+      [&] {
+        for (int it = 0; it < 65536; ++it)
+          for (int i = 0; i < 12; ++i)
+            for (int l = 0; l < 4; ++l) acc[i][l] = acc[i][l] * 0.9999f + 0.0001f;
+      },
+      [&] { return acc[3][1]; });
+}
+
+// GFLOP/s of `loop` run on `threads` threads at once for about `seconds`.
+double measure_loops(int threads, double seconds, double (*loop)(double)) {
+  if (threads <= 0) threads = cpu_info().omp_threads;
+  double total = 0;
   auto t0 = std::chrono::steady_clock::now();
-  double flops = 0;
-  do {
-    for (int it = 0; it < 65536; ++it)
-      for (int i = 0; i < 12; ++i)
-        for (int l = 0; l < 4; ++l) acc[i][l] = acc[i][l] * 0.9999f + 0.0001f;
-    flops += 65536.0 * 12 * 4 * 2;
-  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds);
-  return acc[3][1] == -1.0f ? 0 : flops;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+  total += loop(seconds);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return total / s / 1e9;
 }
 
 }  // namespace
@@ -235,21 +272,21 @@ double cpu_peak_gflops_f32(int threads) {
 
 double cpu_measure_peak_gflops_f32(int threads, double seconds) {
   const CpuInfo& ci = cpu_info();
-  if (threads <= 0) threads = ci.omp_threads;
-  double total = 0;
-  auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-  {
 #if VL_X86
-    if (ci.avx512f) total += fma_loop_avx512(seconds);
-    else if (ci.avx2 && ci.fma) total += fma_loop_avx2(seconds);
-    else total += fma_loop_plain(seconds);
-#else
-    total += fma_loop_plain(seconds);
+  if (ci.avx512f) return measure_loops(threads, seconds, fma_loop_avx512);
+  if (ci.avx2 && ci.fma) return measure_loops(threads, seconds, fma_loop_avx2);
 #endif
-  }
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return total / s / 1e9;
+  (void)ci;
+  return measure_loops(threads, seconds, fma_loop_plain);
+}
+
+double cpu_measure_peak_gflops_bf16(int threads, double seconds) {
+#if VL_X86
+  const CpuInfo& ci = cpu_info();
+  if (ci.avx512f && ci.avx512_bf16) return measure_loops(threads, seconds, dpbf16_loop_avx512);
+#endif
+  (void)threads, (void)seconds;
+  return 0;
 }
 
 std::string CpuInfo::summary() const {

@@ -55,5 +55,8 @@ double cpu_peak_gflops_f32(int threads = 0);
 // Runs a register-only FMA loop on `threads` threads for about `seconds` and returns the fp32
 // GFLOP/s it reached: the practical peak at the clock the cores actually run (turbo included).
 double cpu_measure_peak_gflops_f32(int threads = 0, double seconds = 0.05);
+// The same with a register-only loop of AVX512_BF16's vdpbf16ps (two bf16 products summed into each
+// f32 lane: 4 flops per lane): the ceiling of any bf16 GEMM built on it. 0 without AVX512_BF16.
+double cpu_measure_peak_gflops_bf16(int threads = 0, double seconds = 0.05);
 
 }  // namespace vislang

@@ -34,10 +34,15 @@ void PostNormAttention::load(const WeightScope& s, int64_t dim, int64_t kv_dim, 
 // image and layer). The result is the same function, rounded differently (f32: ~1e-6 relative).
 // Used for inference only (no gradient is recorded through it: training keeps the textbook order)
 // and only without masks, where it is cheaper (cross_attention_is_reassociated).
-static bool reassociation_pays(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t H) {
-  const double textbook = 4.0 * double(Tk) * double(Ckv) * double(C) + 4.0 * double(Tq) * double(Tk) * double(C);
-  const double moved = 4.0 * double(Tq) * double(C) * double(Ckv) + 4.0 * double(H) * double(Tq) * double(Tk) * double(Ckv);
-  return moved < 0.8 * textbook;
+double cross_attention_flops(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t heads, bool reassociated) {
+  const double q = double(Tq), k = double(Tk), c = double(C), ckv = double(Ckv), h = double(heads);
+  const double query_and_dense = 2 * 2 * q * c * c;
+  if (reassociated) return query_and_dense + 4 * q * c * ckv + 4 * h * q * k * ckv;
+  return query_and_dense + 4 * k * ckv * c + 4 * q * k * c;  // keys and values of every token, then attention
+}
+
+bool reassociation_pays(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t H) {
+  return cross_attention_flops(Tq, Tk, C, Ckv, H, true) < 0.8 * cross_attention_flops(Tq, Tk, C, Ckv, H, false);
 }
 
 // VISLANG_REASSOCIATE_ATTENTION=off turns the reassociated path off (to compare speed and results).

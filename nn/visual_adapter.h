@@ -40,6 +40,12 @@ struct PostNormAttention {
   Tensor attend_reassociated(const Tensor& q, const Tensor& kv) const;
 };
 
+// Flops of PostNormAttention::forward as cross-attention, Tq queries of width C reading Tk tokens of
+// width Ckv (the matmuls, 2 per multiply-add; per batch item): in the textbook order, or reassociated
+// (see visual_adapter.cpp). forward() reassociates at inference when that needs < 80 % of the flops.
+double cross_attention_flops(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t heads, bool reassociated);
+bool reassociation_pays(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t heads);
+
 // HF BertIntermediate + BertOutput: intermediate.dense (H, C), output.dense (C, H), output.LayerNorm (C),
 // read from two sibling scopes (BLIP-2 has two such pairs per layer: intermediate/output for text,
 // intermediate_query/output_query for the queries).

@@ -413,6 +413,25 @@ TEST_SUITE("blip2") {
     }
   }
 
+  // `vislang bench blip2` prints GFLOP/s and % of peak from blip2::image_flops. The reference numbers are
+  // torch's own count of transformers' model at this shape (torch.utils.flop_counter.FlopCounterMode,
+  // one image): python3 tools/reference/bench_blip2_torch.py --count-flops (torch 2.15.0).
+  TEST_CASE("blip2: image_flops counts what torch's FlopCounterMode counts, and the reassociated Q-Former") {
+    const blip2::Blip2Config c = blip2::Blip2Config::preset("blip2-itm-vit-g");
+    const blip2::ImageFlops written = blip2::image_flops(c, /*as_written=*/true), ours = blip2::image_flops(c);
+    CHECK(written.vision == 520719260160.0);
+    CHECK(written.qformer == 12760449024.0);
+    CHECK(ours.vision == written.vision);
+    // 6 cross-attention layers, each 4·Tk·Ckv·C + 4·Tq·Tk·C as written, 4·Tq·C·Ckv + 4·H·Tq·Tk·Ckv reassociated.
+    const double per_layer = (4.0 * 257 * 1408 * 768 + 4.0 * 32 * 257 * 768) - (4.0 * 32 * 768 * 1408 + 4.0 * 12 * 32 * 257 * 1408);
+    CHECK(ours.qformer == doctest::Approx(written.qformer - 6 * per_layer).epsilon(1e-12));
+    // A model whose cross-attention does not pay to reassociate (the tiny preset) counts the same both ways.
+    const blip2::Blip2Config tiny = blip2::Blip2Config::preset("blip2-tiny");
+    const bool pays = nn::reassociation_pays(tiny.num_query_tokens, tiny.vision.num_patches() + 1, tiny.qformer.width,
+                                             tiny.qformer.encoder_width, tiny.qformer.heads);
+    CHECK((blip2::image_flops(tiny).qformer < blip2::image_flops(tiny, true).qformer) == pays);
+  }
+
   TEST_CASE("blip2: preprocessing matches HF BlipImageProcessor (PIL backend) on the shared photos") {
     SafeTensorsFile f = open_versioned(fixture("preprocess.safetensors"));
     if (test::shared_dir().empty()) {

@@ -7,6 +7,7 @@
 #include <limits>
 #include <sys/stat.h>
 
+#include "core/cpu_features.h"
 #include "kernels/ops.h"
 #include "tests/test_util.h"
 
@@ -22,6 +23,20 @@ std::string shared_dir() {
 }  // namespace vislang::test
 
 TEST_SUITE("core") {
+
+// The register-only loops behind `vislang bench ops` / `bench blip2`'s "% of peak" (their speed is
+// printed by the benchmarks, not tested): they run on the threads asked for and return a positive,
+// finite rate; the bf16 loop exists exactly where the CPU has AVX512_BF16.
+TEST_CASE("cpu features: the peak loops run where the CPU has their instructions") {
+  const CpuInfo& ci = cpu_info();
+  for (int threads : {1, 2}) {
+    const double f32 = cpu_measure_peak_gflops_f32(threads, 0.002), bf16 = cpu_measure_peak_gflops_bf16(threads, 0.002);
+    CHECK(std::isfinite(f32));
+    CHECK(f32 > 0);
+    CHECK(std::isfinite(bf16));
+    CHECK((bf16 > 0) == (ci.avx512f && ci.avx512_bf16));
+  }
+}
   TEST_CASE("f16 conversion rounds to nearest even and round-trips every f16") {
     // Every finite f16 bit pattern survives f16 -> f32 -> f16.
     for (uint32_t h = 0; h < 0x10000; ++h) {

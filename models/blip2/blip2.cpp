@@ -342,6 +342,27 @@ WordPieceTokenizer::Batch Blip2Retrieval::tokenize(const WordPieceTokenizer& tok
   return b;
 }
 
+ImageFlops image_flops(const Blip2Config& c, bool as_written) {
+  ImageFlops f;
+  const VisionConfig& v = c.vision;
+  const double T = double(v.num_patches() + 1), Cv = double(v.width), P2 = double(v.patch_size * v.patch_size);
+  f.vision = 2 * double(v.num_patches()) * 3 * P2 * Cv;  // patch embedding
+  // per layer: qkv, attention (scores + weighted sum), projection, fc1, fc2
+  f.vision += double(v.layers) * (2 * T * Cv * 3 * Cv + 4 * T * T * Cv + 2 * T * Cv * Cv + 4 * T * Cv * double(v.mlp_dim));
+  const QFormerConfig& q = c.qformer;
+  const double Q = double(c.num_query_tokens), C = double(q.width);
+  for (int64_t i = 0; i < q.layers; ++i) {
+    f.qformer += 2 * Q * C * 3 * C + 4 * Q * Q * C + 2 * Q * C * C + 4 * Q * C * double(q.mlp_dim);  // self-attn + ffn_query
+    if (q.has_cross_attention(i)) {  // the queries read the T image tokens
+      const int64_t Tq = c.num_query_tokens, Tk = v.num_patches() + 1;
+      const bool moved = !as_written && nn::reassociation_pays(Tq, Tk, q.width, q.encoder_width, q.heads);
+      f.qformer += nn::cross_attention_flops(Tq, Tk, q.width, q.encoder_width, q.heads, moved);
+    }
+  }
+  f.qformer += 2 * Q * C * double(c.image_text_hidden_size);  // vision_projection
+  return f;
+}
+
 bool is_blip2_checkpoint(const std::string& path) {
   try {
     if (std::filesystem::is_directory(path)) {

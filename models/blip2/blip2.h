@@ -164,6 +164,15 @@ class Blip2Retrieval {
   double temperature_ = 0;
 };
 
+// Flops per image of the image side (matmuls and attention products, 2 per multiply-add; LayerNorms,
+// softmax and GELU not counted): the vision tower (patch embedding + layers), and the Q-Former's image
+// pass + vision_projection. `as_written`: the cross-attention as HF writes it (what PyTorch runs);
+// otherwise as vislang runs it at inference (reassociated where it pays, nn::cross_attention_flops).
+struct ImageFlops {
+  double vision = 0, qformer = 0;
+};
+ImageFlops image_flops(const Blip2Config& c, bool as_written = false);
+
 // True when `path` holds a BLIP-2 model: a folder whose config.json has model_type "blip-2" (or
 // architectures naming a Blip2* class), or a .safetensors whose vislang.config has model_type "blip2".
 // Only the config is read; anything unreadable is "not BLIP-2" (the CLIP loader then reports it).

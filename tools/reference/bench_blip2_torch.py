@@ -23,7 +23,10 @@ bf16 inputs (its CPU linear layers then run oneDNN's bf16 kernels where the CPU 
 Each framework runs in its own process (vislang first, then torch), so their memory does not add up.
 For each run the script prints how much CPU other processes used meanwhile (from /proc/stat): a
 shared machine is only fit for this when that is ~0.
-Ratios > 1 mean vislang is faster. The weights differ (both random); the shapes and the work are the
+Ratios > 1 mean vislang is faster. The "ceiling" column is the largest ratio vislang could print against
+that torch run: vislang's flops per image (`vislang bench blip2` counts them; its Q-Former cross-attention
+needs fewer than written, docs/qformer.md) all at the register-only FMA / vdpbf16ps peak it measured on
+the same threads. The weights differ (both random); the shapes and the work are the
 same. The machine should be quiet: the load average is printed before and after.
 
     python3 tools/reference/bench_blip2_torch.py [--threads 2] [--batches 1,8] [--reps 3] [--dtype f32|bf16]
@@ -71,6 +74,20 @@ def run_torch(args):
         ones = torch.ones(feats.shape[:-1], dtype=torch.long)
         out = model.qformer(query_embeds=q, encoder_hidden_states=feats, encoder_attention_mask=ones)
         return F.normalize(model.vision_projection(out.last_hidden_state), dim=-1)
+
+    if args.count_flops:
+        # torch's own count of the same calls at batch 1 (matmuls and attention, 2 per multiply-add):
+        # tests/test_blip2.cpp checks blip2::image_flops(..., as_written = true) against these numbers.
+        from torch.utils.flop_counter import FlopCounterMode  # needs grad mode on (not inference_mode)
+        feats = model.vision_model(pixel_values=torch.randn(1, 3, 224, 224)).last_hidden_state.detach()
+        counts = {}
+        for name, fn in (("vision", lambda: model.vision_model(pixel_values=torch.randn(1, 3, 224, 224))),
+                         ("qformer", lambda: qformer_side(feats))):
+            with FlopCounterMode(display=False) as fc:
+                fn()
+            counts[name] = fc.get_total_flops()
+        print(json.dumps({"torch": torch.__version__, "flops_per_image": counts}))
+        return
 
     rows = []
     with torch.inference_mode():
@@ -121,9 +138,11 @@ def main():
                     help="vislang's --model: the preset (random weights written for each run), or a model of that "
                          "shape already on disk, e.g. DIR/hf from make_blip2_fixtures.py --full DIR (skips writing 4.6 GB)")
     ap.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)  # the worker process
+    ap.add_argument("--count-flops", action="store_true",
+                    help="only print torch's FlopCounterMode count of one image (f32), then exit")
     args = ap.parse_args()
     args.batches = [int(b) for b in args.batches.split(",") if b]
-    if args.torch_only:
+    if args.torch_only or args.count_flops:
         run_torch(args)
         return 0
 
@@ -148,12 +167,21 @@ def main():
     print(f"BLIP-2 blip2-itm-vit-g image side, random weights, {args.dtype}, CPU ({vl['device_name']}), "
           f"{args.threads} threads, median of {args.reps} after {args.warmup} warm-up")
     print(f"vislang peak RSS {vl['peak_rss_mib']:.0f} MiB; torch {th['torch']} peak RSS {th['peak_rss_mib']:.0f} MiB\n")
-    print(f"{'part':<20} {'batch':>5} {'vislang img/s':>14} {'torch img/s':>12} {'ratio':>7}")
+    peak = vl.get("measured_peak_gflops")
+    print(f"{'part':<20} {'batch':>5} {'vislang img/s':>14} {'torch img/s':>12} {'ratio':>7} "
+          f"{'vislang GFLOP/s':>16} {'torch GFLOP/s':>14} {'ceiling':>8}")
     torch_ms = {(r["part"], r["batch"]): r["ms"] for r in th["results"]}
     for r in vl["results"]:
         t = torch_ms[(r["part"], r["batch"])]
-        print(f"{r['part']:<20} {r['batch']:>5} {r['batch'] * 1000 / r['ms']:>14.3f} {r['batch'] * 1000 / t:>12.3f} "
-              f"{t / r['ms']:>6.2f}x")
+        vl_ips, th_ips = r["batch"] * 1000 / r["ms"], r["batch"] * 1000 / t
+        # ceiling: the ratio vislang would print if it ran all its flops at the measured register-only peak
+        ceiling = f"{peak / (r['gflop_per_image'] * th_ips):>7.2f}x" if peak else f"{'-':>8}"
+        print(f"{r['part']:<20} {r['batch']:>5} {vl_ips:>14.3f} {th_ips:>12.3f} {t / r['ms']:>6.2f}x "
+              f"{r['gflop_per_image'] * vl_ips:>16.1f} {r['gflop_per_image_as_written'] * th_ips:>14.1f} {ceiling}")
+    if peak:
+        print(f"\nGFLOP/s: matmul flops per image (vislang as it runs them, torch as HF writes them) x images/s. "
+              f"ceiling: the\nratio vislang would reach with every one of its flops at the measured peak, "
+              f"{peak:.1f} GFLOP/s ({vl['measured_peak_of']},\n{args.threads} threads), against this torch run.")
     return 0
 
 
