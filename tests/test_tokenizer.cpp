@@ -390,6 +390,25 @@ TEST_SUITE("tokenizer") {
     CHECK(hf.decode(hf.encode("a photo of a dog")) == "a photo of a dog ");
   }
 
+  TEST_CASE("id_to_token: every vocab.json entry (shuffled ids) maps back to its string") {
+    // HF's convert_ids_to_tokens is the inverse of vocab.json; the fixture's ids are shuffled, so an
+    // id order assumed anywhere would show here.
+    const ClipTokenizer hf = ClipTokenizer::from_hf(fixture("hf_vocab.json"), fixture("hf_merges.txt"));
+    const json vocab = json::parse(std::ifstream(fixture("hf_vocab.json")));
+    size_t bad = 0;
+    for (auto it = vocab.begin(); it != vocab.end(); ++it)
+      if (hf.id_to_token(it.value().get<int32_t>()) != it.key() && ++bad <= 5)
+        MESSAGE("id " << it.value() << ": got " << hf.id_to_token(it.value().get<int32_t>()) << ", want " << it.key());
+    CHECK(vocab.size() == size_t(hf.vocab_size()));
+    CHECK(bad == 0);
+    // Pieces of an encoded word: the last one carries "</w>".
+    std::string joined;
+    for (int32_t id : hf.encode("photo")) joined += hf.id_to_token(id);
+    CHECK(joined == "photo</w>");
+    CHECK_THROWS_WITH_AS(hf.id_to_token(hf.vocab_size()), doctest::Contains("not in the vocabulary"), Error);
+    CHECK_THROWS_AS(hf.id_to_token(-1), Error);
+  }
+
   TEST_CASE("loader errors name the file and the problem") {
     CHECK_THROWS_WITH_AS(ClipTokenizer::from_bpe_gz("/nonexistent/bpe.txt.gz"),
                          doctest::Contains("/nonexistent/bpe.txt.gz"), Error);

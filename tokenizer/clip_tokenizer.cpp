@@ -432,13 +432,17 @@ std::vector<int32_t> ClipTokenizer::tokenize(const std::string& text, int contex
   return out;
 }
 
+const std::string& ClipTokenizer::id_to_token(int32_t id) const {
+  VL_CHECK(id >= 0 && size_t(id) < decoder_.size() && !decoder_[id].empty(), "ClipTokenizer: id ", id,
+           " is not in the vocabulary (", vocab_size(), " tokens)");
+  return decoder_[size_t(id)];
+}
+
 std::string ClipTokenizer::decode(const std::vector<int32_t>& ids) const {
   const ByteSymbols& bs = byte_symbols();
   std::string bytes;
   for (int32_t id : ids) {
-    VL_CHECK(id >= 0 && size_t(id) < decoder_.size() && !decoder_[id].empty(), "ClipTokenizer::decode: id ", id,
-             " is not in the vocabulary (", vocab_size(), " tokens)");
-    for (char32_t c : text::utf8_decode(decoder_[id])) {
+    for (char32_t c : text::utf8_decode(id_to_token(id))) {
       VL_CHECK(c < 512 && bs.byte_of[c] >= 0, "ClipTokenizer::decode: token ", id, " \"", decoder_[id],
                "\" has a character that is not a byte symbol");
       bytes += static_cast<char>(bs.byte_of[c]);

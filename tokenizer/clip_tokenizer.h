@@ -79,6 +79,11 @@ class ClipTokenizer {
   std::vector<int32_t> tokenize(const std::string& text, int context_length = kDefaultContextLength,
                                 bool truncate = false) const;
 
+  // The vocabulary string of `id`, as HF's convert_ids_to_tokens gives it: the token's byte symbols
+  // with "</w>" on a word's last piece ("photo</w>", "<|startoftext|>", "\u0120" for a space byte).
+  // Throws vislang::Error for an id outside the vocabulary.
+  const std::string& id_to_token(int32_t id) const;
+
   int32_t sot_id() const { return sot_id_; }
   int32_t eot_id() const { return eot_id_; }
   // Number of distinct tokens (Python: len(self.encoder)).
