@@ -3,6 +3,7 @@
 // clip|blip2`, are in cli/bench_clip.cpp and cli/bench_blip2.cpp.)
 //
 //   vislang tokenize "a photo of a cat"                        → 49406 320 1125 539 320 2368 49407
+//   vislang tokenize --model M --tokens "a cat"                → M's own ids, a tab, the token strings
 //   vislang embed --model M --images-dir photos/ --out e.npy   → CLIP (N, E), BLIP-2 (N, Q, E) f32
 //   vislang zero-shot --model M --image cat.jpg --labels cat,dog --templates imagenet [--score itm]
 //   vislang similarity --model M --image a.jpg b.jpg --text "a cat" "a dog" [--rerank 1]
@@ -49,18 +50,91 @@ constexpr const char* kDefaultTemplate = "a photo of a {}.";
 
 // ---- tokenize -----------------------------------------------------------------------------------
 ArgParser tokenize_parser() {
-  ArgParser p("tokenize", "[--context-length N] [--truncate] [--bpe PATH] TEXT...",
-              "Prints the CLIP token ids of each TEXT on one line, space-separated: SOT, the BPE tokens,\n"
-              "EOT, no padding (what clip.tokenize puts before its zeros). A text longer than the context\n"
-              "length is an error (exit 1) unless --truncate is given.");
+  ArgParser p("tokenize", "[--model M | --vocab PATH | --bpe PATH] [--context-length N] [--truncate] [--tokens] TEXT...",
+              "Prints the token ids of each TEXT on one line, space-separated, as the text tower receives\n"
+              "them but without the padding:\n"
+              "  CLIP (BPE):         SOT, the BPE tokens, EOT (what clip.tokenize puts before its zeros)\n"
+              "  BLIP-2 (WordPiece): [CLS], the WordPiece tokens, [SEP] (input_ids where attention_mask is 1)\n"
+              "One tokenizer: --model M tokenizes exactly as M's text path does (the family and the length\n"
+              "limit from M's files: CLIP's context length, BLIP-2's min(model_max_length,\n"
+              "max_position_embeddings); the tokenizer as for embed: M's own files, or --bpe / --vocab for\n"
+              "that family). Without --model: --vocab (WordPiece), --bpe, or the shared CLIP BPE. A text\n"
+              "longer than the limit is an error (exit 1) unless --truncate is given.");
   p.positionals("TEXT...", "texts to tokenize (use -- before a text that starts with '-')");
   p.value("--texts-file", "F", "also tokenize every non-blank line of F");
-  p.value("--context-length", "N", "context length including SOT and EOT (default 77)");
-  p.flag("--truncate", "keep the first N-1 tokens and end with EOT instead of failing");
+  p.value("--model", "M",
+          "a Hugging Face CLIP or BLIP-2 retrieval folder or a converted .safetensors: its tokenizer\n"
+          "and length limit (the model is loaded on the CPU for its config and vocabulary checks)");
+  p.alias("-m");
   p.value("--bpe", "PATH",
-          "bpe_simple_vocab_16e6.txt.gz or a folder with vocab.json + merges.txt\n"
-          "(default: $VISLANG_BPE, then <shared>/data/clip/bpe_simple_vocab_16e6.txt.gz)");
+          "CLIP BPE: bpe_simple_vocab_16e6.txt.gz or a folder with vocab.json + merges.txt\n"
+          "(default: --model's own files, $VISLANG_BPE, then <shared>/data/clip/bpe_simple_vocab_16e6.txt.gz)");
+  p.value("--vocab", "PATH",
+          "BERT WordPiece (BLIP-2): a vocab.txt or a folder with vocab.txt (+ tokenizer_config.json);\n"
+          "the limit is its model_max_length (512 without a config) unless --context-length is given");
+  p.value("--context-length", "N",
+          "the limit including SOT/EOT or [CLS]/[SEP] (default 77 for BPE; not with --model: its config decides)");
+  p.flag("--truncate", "keep the first N-1 tokens and end with EOT / [SEP] instead of failing");
+  p.flag("--tokens", "after the ids, a tab and the token strings, as HF's convert_ids_to_tokens:\n"
+                     "'<|startoftext|> photo</w> ...' (BPE), '[CLS] photo ##s ...' (WordPiece)");
   return p;
+}
+
+// One text's ids (no padding) and, with --tokens, its token strings.
+struct TokenizedText {
+  std::vector<int64_t> ids;
+  std::vector<std::string> tokens;
+};
+
+// The rows of a WordPiece batch without their padding (the positions where attention_mask is 1).
+std::vector<TokenizedText> unpadded_rows(const WordPieceTokenizer& tok, const WordPieceTokenizer::Batch& b,
+                                         bool with_tokens) {
+  const int64_t B = b.ids.size(0), T = b.ids.size(1);
+  const std::vector<int64_t> ids = b.ids.to_vector<int64_t>(), mask = b.attention_mask.to_vector<int64_t>();  // (B, T)
+  std::vector<TokenizedText> rows(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t j = 0; j < T; ++j) {
+      if (mask[size_t(i * T + j)] == 0) continue;
+      rows[size_t(i)].ids.push_back(ids[size_t(i * T + j)]);
+      if (with_tokens) rows[size_t(i)].tokens.push_back(tok.id_to_token(ids[size_t(i * T + j)]));
+    }
+  return rows;
+}
+
+// WordPiece without a model: [CLS] ... [SEP], at most `max_len` tokens (Blip2Retrieval::tokenize's
+// rule with the vocabulary's own limit).
+std::vector<TokenizedText> tokenize_wordpiece(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
+                                              int64_t max_len, bool truncate, bool with_tokens) {
+  if (!truncate)  // every text first: a failure leaves no partial output
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const size_t n = tok.encode(texts[i]).size();  // with [CLS] and [SEP]
+      VL_CHECK(int64_t(n) <= max_len, "text ", i + 1, " of ", texts.size(), " (", json_string(text_preview(texts[i])),
+               ") is ", n, " tokens long with [CLS] and [SEP], more than the limit ", max_len,
+               " (--context-length, or the vocabulary's model_max_length); shorten it or pass --truncate (keeps the "
+               "first ", max_len - 1, " tokens and ends with [SEP])");
+    }
+  return unpadded_rows(tok, tok.batch(texts, max_len, /*pad_to_max=*/false, /*truncate=*/true), with_tokens);
+}
+
+// CLIP BPE: SOT ... EOT, at most `ctx` tokens (tokenize_batch's rule, without the padding).
+std::vector<TokenizedText> tokenize_bpe(const ClipTokenizer& tok, const std::vector<std::string>& texts, int ctx,
+                                        bool truncate, bool with_tokens) {
+  std::vector<TokenizedText> rows;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<int32_t> ids = tok.encode(texts[i]);
+    if (ids.size() + 2 > size_t(ctx) && !truncate) {
+      (void)tokenize_batch(tok, {texts[i]}, ctx, false);  // throws the message naming the text and counts
+    }
+    ids.resize(std::min(ids.size(), size_t(ctx) - 2));
+    ids.insert(ids.begin(), tok.sot_id());
+    ids.push_back(tok.eot_id());
+    TokenizedText t;
+    t.ids.assign(ids.begin(), ids.end());
+    if (with_tokens)
+      for (int32_t id : ids) t.tokens.push_back(tok.id_to_token(id));
+    rows.push_back(std::move(t));
+  }
+  return rows;
 }
 
 int tokenize_main(const Parsed& a) {
@@ -70,28 +144,35 @@ int tokenize_main(const Parsed& a) {
     texts.insert(texts.end(), more.begin(), more.end());
   }
   if (texts.empty()) throw UsageError("no TEXT given");
-  const int ctx = static_cast<int>(a.get_int("--context-length", ClipTokenizer::kDefaultContextLength, 2, 1 << 20));
-  const bool truncate = a.has("--truncate");
-  ClipTokenizer tok = load_tokenizer(a, "");
-  std::vector<std::vector<int32_t>> rows;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    std::vector<int32_t> ids = tok.encode(texts[i]);
-    const size_t n = ids.size() + 2;
-    if (n > size_t(ctx) && !truncate) {
-      // Validate every text before printing any line: a failure leaves no partial output.
-      (void)tokenize_batch(tok, {texts[i]}, ctx, false);  // throws the message naming the text and counts
-    }
-    const size_t keep = std::min(ids.size(), size_t(ctx) - 2);
-    std::vector<int32_t> row;
-    row.reserve(keep + 2);
-    row.push_back(tok.sot_id());
-    row.insert(row.end(), ids.begin(), ids.begin() + keep);
-    row.push_back(tok.eot_id());
-    rows.push_back(std::move(row));
+  // One tokenizer: --bpe and --vocab are two; with --model, the model decides the length and
+  // load_text_tokenizer refuses the other family's option.
+  if (a.has("--bpe") && a.has("--vocab"))
+    throw UsageError(str("--bpe (CLIP BPE, '", a.get("--bpe"), "') and --vocab (BERT WordPiece, '", a.get("--vocab"),
+                         "') are two tokenizers; give one"));
+  if (a.has("--model") && a.has("--context-length"))
+    throw UsageError(str("--context-length and --model: the model '", a.get("--model"),
+                         "' sets the length from its config; leave --context-length out"));
+  const bool truncate = a.has("--truncate"), with_tokens = a.has("--tokens");
+  std::vector<TokenizedText> rows;
+  if (a.has("--model")) {
+    const std::string model = a.get("--model");
+    // Loaded, never run: Blip2Retrieval::tokenize needs the model (its length limit, its vocabulary size).
+    const VlModel m = load_vl_model(model, Runtime{});
+    const TextTokenizer tok = load_text_tokenizer(a, m.family, model);
+    if (m.is_blip2()) rows = unpadded_rows(*tok.wordpiece, m.blip2->tokenize(*tok.wordpiece, texts, truncate), with_tokens);
+    else rows = tokenize_bpe(*tok.clip, texts, static_cast<int>(m.clip->config().text.context_length), truncate, with_tokens);
+  } else if (a.has("--vocab")) {
+    const WordPieceTokenizer tok = load_wordpiece(a, "");
+    const int64_t L = a.get_int("--context-length", tok.options().model_max_length, 2, INT64_MAX);
+    rows = tokenize_wordpiece(tok, texts, L, truncate, with_tokens);
+  } else {
+    const int ctx = static_cast<int>(a.get_int("--context-length", ClipTokenizer::kDefaultContextLength, 2, 1 << 20));
+    rows = tokenize_bpe(load_tokenizer(a, ""), texts, ctx, truncate, with_tokens);
   }
   std::string out;
-  for (const auto& row : rows) {
-    for (size_t j = 0; j < row.size(); ++j) out += (j ? " " : "") + std::to_string(row[j]);
+  for (const TokenizedText& row : rows) {
+    for (size_t j = 0; j < row.ids.size(); ++j) out += (j ? " " : "") + std::to_string(row.ids[j]);
+    for (size_t j = 0; j < row.tokens.size(); ++j) out += (j ? " " : "\t") + row.tokens[j];
     out += "\n";
   }
   std::cout << out;

@@ -172,7 +172,8 @@ TokSource resolve_tokenizer(const Parsed& a, const std::string& model) {
     std::string p = a.get("--bpe");
     if (hf_tokenizer_files(p, s, "--bpe")) return s;
     VL_CHECK(!is_dir(p), "--bpe ", p, " is a folder without vocab.json + merges.txt");
-    VL_CHECK(is_file(p), "--bpe ", p, " does not exist");
+    VL_CHECK(is_file(p), "--bpe ", p, " does not exist (expected bpe_simple_vocab_16e6.txt.gz or a folder with "
+             "vocab.json + merges.txt)");
     s.gz = p;
     s.description = p + " (--bpe)";
     return s;
@@ -234,7 +235,7 @@ VlModel load_vl_model(const std::string& path, const Runtime& rt) {
 WordPieceTokenizer load_wordpiece(const Parsed& a, const std::string& model) {
   if (a.has("--vocab")) {
     const std::string v = a.get("--vocab");
-    VL_CHECK(exists(v), "--vocab ", v, " does not exist");
+    VL_CHECK(exists(v), "--vocab ", v, " does not exist (expected a BERT vocab.txt or a folder with vocab.txt)");
     if (is_dir(v)) {
       VL_CHECK(is_file(v + "/vocab.txt"), "--vocab ", v, " is a folder without vocab.txt");
       return WordPieceTokenizer::from_folder(v);
@@ -276,14 +277,12 @@ PreprocessConfig preprocess_config(const clip::ClipConfig& c) {
 }
 
 // ---- tokenizing and encoding -------------------------------------------------------------------
-namespace {
-std::string preview(const std::string& t) {
+std::string text_preview(const std::string& t) {
   if (t.size() <= 60) return t;
   size_t n = 57;
   while (n > 0 && (static_cast<unsigned char>(t[n]) & 0xC0) == 0x80) --n;  // keep UTF-8 whole
   return t.substr(0, n) + "...";
 }
-}  // namespace
 
 Tensor tokenize_batch(const ClipTokenizer& tok, const std::vector<std::string>& texts, int context_length,
                       bool truncate) {
@@ -292,7 +291,7 @@ Tensor tokenize_batch(const ClipTokenizer& tok, const std::vector<std::string>& 
   for (int64_t i = 0; i < N; ++i) {
     if (!truncate) {
       size_t n = tok.encode(texts[i]).size() + 2;
-      VL_CHECK(n <= size_t(T), "text ", i + 1, " of ", N, " (", json_string(preview(texts[i])), ") is ", n,
+      VL_CHECK(n <= size_t(T), "text ", i + 1, " of ", N, " (", json_string(text_preview(texts[i])), ") is ", n,
                " tokens long with SOT and EOT, more than the context length ", T,
                "; shorten it or pass --truncate (keeps the first ", T - 1, " tokens and ends with EOT)");
     }

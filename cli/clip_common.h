@@ -114,6 +114,8 @@ std::string tokenizer_source(const Parsed& a, const std::string& model);
 PreprocessConfig preprocess_config(const clip::ClipConfig& c);
 
 // ---- tokenizing and encoding -------------------------------------------------------------------
+// The first 57 bytes of a long text (whole UTF-8 characters) + "...", for messages.
+std::string text_preview(const std::string& t);
 // clip.tokenize for each text, zero-padded to `context_length`: (N, context_length) i32. A text too
 // long without `truncate`: vislang::Error naming the text (its number and beginning) and the counts.
 Tensor tokenize_batch(const ClipTokenizer& tok, const std::vector<std::string>& texts, int context_length,

@@ -1,7 +1,10 @@
 // tests/test_cli.cpp — the `vislang` binary end to end (suite "cli"): each case runs the real
 // executable (fork + exec, stdout and stderr captured separately) and compares what it prints with
 // the same computation done in-process through the library:
-//   tokenize    ids == ClipTokenizer::tokenize without the padding; too long → exit 1 naming the counts
+//   tokenize    ids == ClipTokenizer::tokenize without the padding; too long → exit 1 naming the counts;
+//               --model (BLIP-2 fixture tests/fixtures/blip2/hf, weights/toy_clip with its own BPE) and
+//               --vocab == Blip2Retrieval::tokenize / ClipTokenizer at the model's length, and the BLIP-2
+//               ids == HF's (cli_reference.safetensors); --tokens; two tokenizers or a bad path → errors
 //   embed       JSON lines == ClipModel::encode_image / encode_text (<= 1e-6); .npy header and shape;
 //               an --images-dir run with a truncated JPEG reports and skips it, embeds the others
 //   zero-shot   probabilities sum to 1 and equal the template-ensembled in-process computation
@@ -10,7 +13,8 @@
 //   errors      missing model, unknown option, bad --device: non-zero exit naming the problem
 // Model: the committed fixture tests/fixtures/clip/hf_vit (HF folder, no tokenizer files), so the
 // tokenizer is the shared bpe_simple_vocab_16e6.txt.gz; the images are ../shared/data/images. Cases
-// that need them skip with a MESSAGE when the shared folder is absent.
+// that need them skip with a MESSAGE when the shared folder is absent (the tokenize --model/--vocab
+// cases need only committed files).
 // The binary is found next to this test executable (<build>/bin/vislang, via /proc/self/exe).
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -32,9 +36,11 @@
 
 #include "image/clip_preprocess.h"
 #include "kernels/ops.h"
+#include "models/blip2/blip2.h"
 #include "models/clip/clip.h"
 #include "tests/test_util.h"
 #include "tokenizer/clip_tokenizer.h"
+#include "tokenizer/wordpiece.h"
 #include "weights/safetensors.h"
 
 using namespace vislang;
@@ -57,6 +63,33 @@ std::string binary() {
 std::string model_dir() { return std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/clip/hf_vit"; }
 std::string images_dir() { return test::shared_dir() + "/data/images"; }
 std::string bpe_path() { return test::shared_dir() + "/data/clip/bpe_simple_vocab_16e6.txt.gz"; }
+
+std::string blip2_dir() { return std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/blip2/hf"; }
+
+// Each row of ids (B, T) without its padding (mask 0), as "id id ...": what `vislang tokenize` prints.
+std::vector<std::string> unpadded(const Tensor& ids, const Tensor& mask) {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const std::vector<int64_t> v = ids.to(DType::I64).to_vector<int64_t>(), m = mask.to(DType::I64).to_vector<int64_t>();
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < B; ++i) {
+    std::string row;
+    for (int64_t j = 0; j < T; ++j)
+      if (m[size_t(i * T + j)] != 0) row += (row.empty() ? "" : " ") + std::to_string(v[size_t(i * T + j)]);
+    out.push_back(row);
+  }
+  return out;
+}
+
+// `out` (what `vislang tokenize --truncate` printed for one text) is n ids from `first` to `last`.
+void check_truncated(const std::string& out, size_t n, int64_t first, int64_t last) {
+  std::istringstream in(out);
+  const std::vector<int64_t> v{std::istream_iterator<int64_t>(in), std::istream_iterator<int64_t>()};
+  CHECK_MESSAGE(v.size() == n, out);
+  CHECK(!v.empty());
+  if (v.empty()) return;
+  CHECK(v.front() == first);
+  CHECK(v.back() == last);
+}
 
 bool need_shared() {
   if (!test::shared_dir().empty()) return true;
@@ -282,11 +315,129 @@ TEST_SUITE("cli") {
     CHECK_MESSAGE(l.out.empty(), str("no partial output on error:\n", l.describe()));
     Run t = run({"tokenize", "--bpe", bpe_path(), "--truncate", long_text});
     REQUIRE_MESSAGE(t.status == 0, t.describe());
-    std::istringstream ids(t.out);
-    std::vector<int> v{std::istream_iterator<int>(ids), std::istream_iterator<int>()};
-    CHECK(v.size() == 77);
-    CHECK(v.front() == tok.sot_id());
-    CHECK(v.back() == tok.eot_id());
+    check_truncated(t.out, 77, tok.sot_id(), tok.eot_id());
+  }
+
+  // ---- tokenize with a model's own tokenizer (no ../shared needed) -----------------------------
+  TEST_CASE("cli: tokenize --model BLIP-2 and --vocab equal Blip2Retrieval::tokenize and HF's ids") {
+    const std::string hf = blip2_dir();
+    REQUIRE_MESSAGE(fs::is_regular_file(hf + "/vocab.txt"), hf, " has no vocab.txt");
+    const SafeTensorsFile ref = test::open_versioned_fixture("blip2/cli_reference.safetensors", "1",
+                                                             "re-run: python3 tools/reference/make_blip2_fixtures.py");
+    const std::vector<std::string> texts = json::parse(ref.metadata().at("texts")).get<std::vector<std::string>>();
+    REQUIRE(texts.size() >= 2);
+    // In-process: the model's text path, then HF's slow BertTokenizer (padding="longest").
+    const blip2::Blip2Retrieval m = blip2::Blip2Retrieval::load(hf);
+    const WordPieceTokenizer w = WordPieceTokenizer::from_folder(hf);
+    const WordPieceTokenizer::Batch b = m.tokenize(w, texts, false);
+    const std::vector<std::string> want = unpadded(b.ids, b.attention_mask),
+                                   hf_ids = unpadded(ref.get("input_ids"), ref.get("attention_mask"));
+    REQUIRE(want.size() == texts.size());
+    CHECK(want == hf_ids);
+    std::vector<std::string> args = {"tokenize", "--model", hf};
+    args.insert(args.end(), texts.begin(), texts.end());
+    Run r = run(args);
+    REQUIRE_MESSAGE(r.status == 0, r.describe());
+    CHECK(lines(r.out) == want);
+    // The same vocabulary without the model: its tokenizer_config.json's limit (32) is the model's here.
+    args[1] = "--vocab";
+    Run v = run(args);
+    REQUIRE_MESSAGE(v.status == 0, v.describe());
+    CHECK(lines(v.out) == want);
+
+    // --tokens: the ids, a tab, the vocabulary strings ("##" pieces as they are).
+    Run t = run({"tokenize", "--model", hf, "--tokens", "a zebra", texts[0]});
+    REQUIRE_MESSAGE(t.status == 0, t.describe());
+    const std::vector<std::string> tl = lines(t.out);
+    REQUIRE(tl.size() == 2);
+    for (const std::string& l : tl) {
+      const size_t tab = l.find('\t');
+      REQUIRE_MESSAGE(tab != std::string::npos, l);
+      std::istringstream ids(l.substr(0, tab));
+      std::string toks;
+      for (int64_t id; ids >> id;) toks += (toks.empty() ? "" : " ") + w.id_to_token(id);
+      CHECK(l.substr(tab + 1) == toks);
+      CHECK(l.substr(tab + 1, 6) == "[CLS] ");
+      CHECK(l.substr(l.size() - 6) == " [SEP]");
+    }
+    CHECK(tl[1].substr(0, tl[1].find('\t')) == want[0]);
+
+    // Longer than the limit: exit 1 naming the text and both lengths, no partial output; --truncate cuts.
+    std::string long_text;
+    for (int i = 0; i < 40; ++i) long_text += "cat ";
+    const size_t n = w.encode(long_text).size();
+    REQUIRE(n > 32);
+    Run l = run({"tokenize", "--model", hf, "short", long_text});
+    CHECK_MESSAGE(l.status == 1, l.describe());
+    CHECK_MESSAGE((contains(l.err, str(n, " tokens")) && contains(l.err, "32") && contains(l.err, "cat cat")),
+                  l.describe());
+    CHECK_MESSAGE(l.out.empty(), l.describe());
+    Run lv = run({"tokenize", "--vocab", hf + "/vocab.txt", "--context-length", "20", long_text});
+    CHECK_MESSAGE((lv.status == 1 && contains(lv.err, str(n, " tokens")) && contains(lv.err, "20")), lv.describe());
+    Run tr = run({"tokenize", "--model", hf, "--truncate", long_text});
+    REQUIRE_MESSAGE(tr.status == 0, tr.describe());
+    const WordPieceTokenizer::Batch bt = m.tokenize(w, {long_text}, true);
+    CHECK(lines(tr.out) == unpadded(bt.ids, bt.attention_mask));
+    check_truncated(tr.out, 32, w.cls_id(), w.sep_id());
+  }
+
+  TEST_CASE("cli: tokenize --model with its own BPE files equals ClipTokenizer at the model's context length") {
+    const std::string toy = std::string(VISLANG_SOURCE_DIR) + "/weights/toy_clip";
+    const ClipTokenizer tok = ClipTokenizer::from_hf(toy + "/vocab.json", toy + "/merges.txt");
+    const int ctx = static_cast<int>(clip::ClipModel::load(toy).config().text.context_length);
+    REQUIRE(ctx < ClipTokenizer::kDefaultContextLength);  // so that the default 77 would show
+    const std::vector<std::string> texts = {"a photo of a cat", "Hello, World! It's a red square."};
+    std::vector<std::string> args = {"tokenize", "--model", toy, "--tokens"};
+    args.insert(args.end(), texts.begin(), texts.end());
+    Run r = run(args);
+    REQUIRE_MESSAGE(r.status == 0, r.describe());
+    const std::vector<std::string> got = lines(r.out);
+    REQUIRE(got.size() == texts.size());
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const std::vector<int32_t> ids = tok.tokenize(texts[i], ctx);  // SOT ... EOT, zero padding
+      const size_t len = tok.encode(texts[i]).size() + 2;
+      std::string want_ids, want_toks;
+      for (size_t j = 0; j < len; ++j) {
+        want_ids += (j ? " " : "") + std::to_string(ids[j]);
+        want_toks += (j ? " " : "") + tok.id_to_token(ids[j]);
+      }
+      CHECK_MESSAGE(got[i] == want_ids + "\t" + want_toks, str("text ", i, ": got ", got[i]));
+    }
+    std::string long_text;
+    for (int i = 0; i < 30; ++i) long_text += "cat ";
+    Run l = run({"tokenize", "--model", toy, long_text});
+    CHECK_MESSAGE(l.status == 1, l.describe());
+    CHECK_MESSAGE((contains(l.err, str(tok.encode(long_text).size() + 2, " tokens")) &&
+                   contains(l.err, str("context length ", ctx))), l.describe());
+    Run t = run({"tokenize", "--model", toy, "--truncate", long_text});
+    REQUIRE_MESSAGE(t.status == 0, t.describe());
+    check_truncated(t.out, size_t(ctx), tok.sot_id(), tok.eot_id());
+  }
+
+  TEST_CASE("cli: tokenize refuses two tokenizers and names a bad model or vocabulary path") {
+    const std::string hf = blip2_dir(), toy = std::string(VISLANG_SOURCE_DIR) + "/weights/toy_clip";
+    Run bv = run({"tokenize", "--bpe", toy, "--vocab", hf, "a cat"});
+    CHECK_MESSAGE((bv.status == 2 && contains(bv.err, "--bpe") && contains(bv.err, "--vocab")), bv.describe());
+    Run mc = run({"tokenize", "--model", toy, "--context-length", "10", "a cat"});
+    CHECK_MESSAGE((mc.status == 2 && contains(mc.err, "--model") && contains(mc.err, "--context-length")), mc.describe());
+    Run mb = run({"tokenize", "--model", hf, "--bpe", toy, "a cat"});  // BLIP-2 model, CLIP tokenizer
+    CHECK_MESSAGE((mb.status == 2 && contains(mb.err, "--bpe") && contains(mb.err, hf)), mb.describe());
+    Run mv = run({"tokenize", "--model", toy, "--vocab", hf, "a cat"});  // CLIP model, BERT vocabulary
+    CHECK_MESSAGE((mv.status == 2 && contains(mv.err, "--vocab") && contains(mv.err, toy)), mv.describe());
+    for (Run* x : {&bv, &mc, &mb, &mv}) CHECK(x->out.empty());
+
+    Run nm = run({"tokenize", "--model", "/nonexistent/blip2_model", "a cat"});
+    CHECK_MESSAGE((nm.status == 1 && contains(nm.err, "/nonexistent/blip2_model") && contains(nm.err, "expected")),
+                  nm.describe());
+    Run nv = run({"tokenize", "--vocab", "/nonexistent/vocab.txt", "a cat"});
+    CHECK_MESSAGE((nv.status == 1 && contains(nv.err, "/nonexistent/vocab.txt") && contains(nv.err, "vocab.txt")),
+                  nv.describe());
+    const std::string no_vocab = std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/blip2";
+    Run fv = run({"tokenize", "--vocab", no_vocab, "a cat"});
+    CHECK_MESSAGE((fv.status == 1 && contains(fv.err, no_vocab) && contains(fv.err, "without vocab.txt")), fv.describe());
+    Run nb = run({"tokenize", "--bpe", "/nonexistent/bpe.txt.gz", "a cat"});
+    CHECK_MESSAGE((nb.status == 1 && contains(nb.err, "/nonexistent/bpe.txt.gz") && contains(nb.err, "expected")),
+                  nb.describe());
   }
 
   TEST_CASE("cli: embed JSON lines equal encode_image / encode_text in-process") {
