@@ -101,19 +101,11 @@ std::vector<TokenizedText> unpadded_rows(const WordPieceTokenizer& tok, const Wo
   return rows;
 }
 
-// WordPiece without a model: [CLS] ... [SEP], at most `max_len` tokens (Blip2Retrieval::tokenize's
-// rule with the vocabulary's own limit).
+// WordPiece: [CLS] ... [SEP], at most `max_len` tokens, ids below vocab_size when > 0 (the model's
+// rule: blip2::tokenize_texts), printed without the padding.
 std::vector<TokenizedText> tokenize_wordpiece(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
-                                              int64_t max_len, bool truncate, bool with_tokens) {
-  if (!truncate)  // every text first: a failure leaves no partial output
-    for (size_t i = 0; i < texts.size(); ++i) {
-      const size_t n = tok.encode(texts[i]).size();  // with [CLS] and [SEP]
-      VL_CHECK(int64_t(n) <= max_len, "text ", i + 1, " of ", texts.size(), " (", json_string(text_preview(texts[i])),
-               ") is ", n, " tokens long with [CLS] and [SEP], more than the limit ", max_len,
-               " (--context-length, or the vocabulary's model_max_length); shorten it or pass --truncate (keeps the "
-               "first ", max_len - 1, " tokens and ends with [SEP])");
-    }
-  return unpadded_rows(tok, tok.batch(texts, max_len, /*pad_to_max=*/false, /*truncate=*/true), with_tokens);
+                                              int64_t max_len, int64_t vocab_size, bool truncate, bool with_tokens) {
+  return unpadded_rows(tok, blip2::tokenize_texts(tok, texts, max_len, vocab_size, truncate), with_tokens);
 }
 
 // CLIP BPE: SOT ... EOT, at most `ctx` tokens (tokenize_batch's rule, without the padding).
@@ -156,15 +148,21 @@ int tokenize_main(const Parsed& a) {
   std::vector<TokenizedText> rows;
   if (a.has("--model")) {
     const std::string model = a.get("--model");
-    // Loaded, never run: Blip2Retrieval::tokenize needs the model (its length limit, its vocabulary size).
-    const VlModel m = load_vl_model(model, Runtime{});
-    const TextTokenizer tok = load_text_tokenizer(a, m.family, model);
-    if (m.is_blip2()) rows = unpadded_rows(*tok.wordpiece, m.blip2->tokenize(*tok.wordpiece, texts, truncate), with_tokens);
-    else rows = tokenize_bpe(*tok.clip, texts, static_cast<int>(m.clip->config().text.context_length), truncate, with_tokens);
+    // The config only (length limit, vocabulary size): the weights are not read.
+    const Family family = detect_family(model);
+    const TextTokenizer tok = load_text_tokenizer(a, family, model);
+    if (family == Family::BLIP2) {
+      const blip2::Blip2Config cfg = blip2::read_checkpoint_config(model);
+      rows = tokenize_wordpiece(*tok.wordpiece, texts, blip2::max_text_length(cfg, *tok.wordpiece), cfg.qformer.vocab_size,
+                                truncate, with_tokens);
+    } else {
+      const int ctx = static_cast<int>(clip::read_checkpoint_config(model).text.context_length);
+      rows = tokenize_bpe(*tok.clip, texts, ctx, truncate, with_tokens);
+    }
   } else if (a.has("--vocab")) {
     const WordPieceTokenizer tok = load_wordpiece(a, "");
     const int64_t L = a.get_int("--context-length", tok.options().model_max_length, 2, INT64_MAX);
-    rows = tokenize_wordpiece(tok, texts, L, truncate, with_tokens);
+    rows = tokenize_wordpiece(tok, texts, L, /*vocab_size=*/0, truncate, with_tokens);
   } else {
     const int ctx = static_cast<int>(a.get_int("--context-length", ClipTokenizer::kDefaultContextLength, 2, 1 << 20));
     rows = tokenize_bpe(load_tokenizer(a, ""), texts, ctx, truncate, with_tokens);

@@ -339,6 +339,15 @@ TEST_SUITE("cli") {
     Run r = run(args);
     REQUIRE_MESSAGE(r.status == 0, r.describe());
     CHECK(lines(r.out) == want);
+    // Only the config is read, not the weights: the same folder without model.safetensors gives the same.
+    TempDir cfg_only;
+    for (const char* f : {"config.json", "vocab.txt", "tokenizer_config.json"})
+      if (fs::exists(hf + "/" + f)) fs::copy_file(hf + "/" + f, cfg_only.dir / f);
+    args[2] = cfg_only.dir.string();
+    Run c = run(args);
+    REQUIRE_MESSAGE(c.status == 0, c.describe());
+    CHECK(lines(c.out) == want);
+    args[2] = hf;
     // The same vocabulary without the model: its tokenizer_config.json's limit (32) is the model's here.
     args[1] = "--vocab";
     Run v = run(args);

@@ -181,15 +181,13 @@ nlohmann::json parse_json(const std::string& text, const std::string& what) {
 }
 }  // namespace
 
-Blip2Retrieval Blip2Retrieval::load(const std::string& path, Device device, DType dtype) {
+Blip2Config read_checkpoint_config(const std::string& path) {
   if (std::filesystem::is_directory(path)) {  // Hugging Face folder
-    const std::string cfg_path = path + "/config.json", st_path = path + "/model.safetensors";
+    const std::string cfg_path = path + "/config.json";
     std::ifstream in(cfg_path);
     VL_CHECK(in.good(), "blip2: ", path, " is a folder without a readable config.json (expected a Hugging Face "
              "BLIP-2 folder: config.json + model.safetensors)");
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    VL_CHECK(std::filesystem::is_regular_file(st_path), "blip2: ", path, " has no model.safetensors (sharded or pytorch_model.bin "
-             "checkpoints are not read directly: python3 tools/convert.py ", path, " OUT.safetensors)");
     Blip2Config cfg;
     try {
       cfg = Blip2Config::from_hf(parse_json(text, cfg_path));
@@ -206,19 +204,28 @@ Blip2Retrieval Blip2Retrieval::load(const std::string& path, Device device, DTyp
         VL_FAIL(pre_path, ": ", e.what());
       }
     }
-    return from_weights(SafeTensorsFile::open(st_path), cfg, device, dtype);
+    return cfg;
   }
-  SafeTensorsFile f = SafeTensorsFile::open(path);  // converted single file
+  SafeTensorsFile f = SafeTensorsFile::open(path);  // converted single file: the header only
   auto it = f.metadata().find("vislang.config");
   VL_CHECK(it != f.metadata().end(), "blip2: ", path, " has no 'vislang.config' metadata: not a converted vislang "
            "model (python3 tools/convert.py SRC ", path, ")");
-  Blip2Config cfg;
   try {
-    cfg = Blip2Config::from_json(parse_json(it->second, path + " metadata vislang.config"));
+    return Blip2Config::from_json(parse_json(it->second, path + " metadata vislang.config"));
   } catch (const Error& e) {
     VL_FAIL(path, ": ", e.what());
   }
-  return from_weights(f, cfg, device, dtype);
+}
+
+Blip2Retrieval Blip2Retrieval::load(const std::string& path, Device device, DType dtype) {
+  const Blip2Config cfg = read_checkpoint_config(path);
+  if (std::filesystem::is_directory(path)) {
+    const std::string st_path = path + "/model.safetensors";
+    VL_CHECK(std::filesystem::is_regular_file(st_path), "blip2: ", path, " has no model.safetensors (sharded or pytorch_model.bin "
+             "checkpoints are not read directly: python3 tools/convert.py ", path, " OUT.safetensors)");
+    return from_weights(SafeTensorsFile::open(st_path), cfg, device, dtype);
+  }
+  return from_weights(SafeTensorsFile::open(path), cfg, device, dtype);
 }
 
 // (B, Q + T) u8, 1 = padded key; undefined when nothing is padded. The mask (B, T) has 1 for tokens.
@@ -314,14 +321,13 @@ Tensor Blip2Retrieval::itm_probabilities(const Tensor& image_features, const Ten
   return p.select(1, 1).reshape({Bi, Bt});                   // P(match)
 }
 
-int64_t Blip2Retrieval::max_text_length(const WordPieceTokenizer& tok) const {
-  return std::min<int64_t>(tok.options().model_max_length, cfg_.qformer.max_position_embeddings);
+int64_t max_text_length(const Blip2Config& cfg, const WordPieceTokenizer& tok) {
+  return std::min<int64_t>(tok.options().model_max_length, cfg.qformer.max_position_embeddings);
 }
 
-WordPieceTokenizer::Batch Blip2Retrieval::tokenize(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
-                                                   bool truncate) const {
+WordPieceTokenizer::Batch tokenize_texts(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
+                                         int64_t L, int64_t vocab_size, bool truncate) {
   VL_CHECK(!texts.empty(), "blip2: no texts to tokenize");
-  const int64_t L = max_text_length(tok);
   if (!truncate)  // all first: a bad text fails before any work, with a message naming it
     for (size_t i = 0; i < texts.size(); ++i) {
       const size_t n = tok.encode(texts[i]).size();  // with [CLS] and [SEP]
@@ -334,12 +340,18 @@ WordPieceTokenizer::Batch Blip2Retrieval::tokenize(const WordPieceTokenizer& tok
     }
   // Padding to the longest row (HF's padding="longest"); ids of vocab.txt must fit the embedding table.
   WordPieceTokenizer::Batch b = tok.batch(texts, L, /*pad_to_max=*/false, /*truncate=*/true);
-  std::vector<int64_t> ids = b.ids.to_vector<int64_t>();
-  const int64_t V = cfg_.qformer.vocab_size;
-  for (int64_t id : ids)
-    VL_CHECK(id >= 0 && id < V, "blip2: the tokenizer gives id ", id, " (", tok.id_to_token(id),
-             "), outside the model's vocabulary of ", V, ": is this the model's own vocab.txt?");
+  if (vocab_size > 0)
+    for (int64_t id : b.ids.to_vector<int64_t>())
+      VL_CHECK(id >= 0 && id < vocab_size, "blip2: the tokenizer gives id ", id, " (", tok.id_to_token(id),
+               "), outside the model's vocabulary of ", vocab_size, ": is this the model's own vocab.txt?");
   return b;
+}
+
+int64_t Blip2Retrieval::max_text_length(const WordPieceTokenizer& tok) const { return blip2::max_text_length(cfg_, tok); }
+
+WordPieceTokenizer::Batch Blip2Retrieval::tokenize(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
+                                                   bool truncate) const {
+  return tokenize_texts(tok, texts, max_text_length(tok), cfg_.qformer.vocab_size, truncate);
 }
 
 ImageFlops image_flops(const Blip2Config& c, bool as_written) {

@@ -135,13 +135,11 @@ class Blip2Retrieval {
   Tensor itm_probabilities(const Tensor& image_features, const Tensor& ids,
                            const Tensor& attention_mask = Tensor()) const;
 
-  // Texts → the Q-Former's text inputs: [CLS] WordPiece tokens [SEP], padded to the longest with
-  // [PAD] (mask 0), at most max_text_length(tok) tokens. A longer text is cut there (keeping [SEP])
-  // with `truncate`, else an Error naming the text (its number and beginning) and both lengths.
+  // Texts → the Q-Former's text inputs: tokenize_texts (below) at max_text_length(tok) tokens, ids
+  // checked against the model's vocabulary.
   WordPieceTokenizer::Batch tokenize(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
                                      bool truncate) const;
-  // min(the tokenizer's model_max_length, the Q-Former's max_position_embeddings).
-  int64_t max_text_length(const WordPieceTokenizer& tok) const;
+  int64_t max_text_length(const WordPieceTokenizer& tok) const;  // blip2::max_text_length(config(), tok)
 
   // LAVIS's learned ITC temperature (`temp`, kept by tools/convert.py); NaN when the file has none
   // (HF checkpoints drop it). Training divides the cosines by it; retrieval ranking does not need it.
@@ -163,6 +161,17 @@ class Blip2Retrieval {
   nn::Linear itm_head_;                             // (2, C) + bias
   double temperature_ = 0;
 };
+
+// The config of the checkpoint at `path`, as Blip2Retrieval::load reads it, without the weights: a
+// Hugging Face folder's config.json (+ preprocessor_config.json), or a converted file's vislang.config.
+Blip2Config read_checkpoint_config(const std::string& path);
+// min(the tokenizer's model_max_length, the Q-Former's max_position_embeddings).
+int64_t max_text_length(const Blip2Config& cfg, const WordPieceTokenizer& tok);
+// Texts → [CLS] WordPiece tokens [SEP], padded to the longest with [PAD] (mask 0), at most L tokens. A
+// longer text is cut there (keeping [SEP]) with `truncate`, else an Error naming the text (its number
+// and beginning) and both lengths. vocab_size > 0: every id must be below it (the model's table).
+WordPieceTokenizer::Batch tokenize_texts(const WordPieceTokenizer& tok, const std::vector<std::string>& texts,
+                                         int64_t L, int64_t vocab_size, bool truncate);
 
 // Flops per image of the image side (matmuls and attention products, 2 per multiply-add; LayerNorms,
 // softmax and GELU not counted): the vision tower (patch embedding + layers), and the Q-Former's image

@@ -170,9 +170,9 @@ static bool is_dir(const std::string& p) {
   return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-ClipModel ClipModel::load(const std::string& path, Device device, DType dtype) {
+ClipConfig read_checkpoint_config(const std::string& path) {
   if (is_dir(path)) {
-    std::string cfg_path = path + "/config.json", st_path = path + "/model.safetensors";
+    std::string cfg_path = path + "/config.json";
     std::ifstream in(cfg_path);
     VL_CHECK(in.good(), "clip: ", path, " is a folder but has no readable config.json (expected a Hugging Face CLIP "
              "folder: config.json + model.safetensors)");
@@ -182,18 +182,13 @@ ClipModel ClipModel::load(const std::string& path, Device device, DType dtype) {
     } catch (const std::exception& e) {
       VL_FAIL("clip: ", cfg_path, " is not valid JSON: ", e.what());
     }
-    struct stat st;
-    VL_CHECK(stat(st_path.c_str(), &st) == 0, "clip: ", path, " has no model.safetensors (pytorch_model.bin is not "
-             "read directly: convert it with python3 tools/convert.py ", path, " model.safetensors)");
-    ClipConfig cfg;
     try {
-      cfg = ClipConfig::from_hf(j);
+      return ClipConfig::from_hf(j);
     } catch (const Error& e) {
       VL_FAIL(cfg_path, ": ", e.what());
     }
-    return from_weights(SafeTensorsFile::open(st_path), cfg, device, dtype);
   }
-  SafeTensorsFile f = SafeTensorsFile::open(path);
+  SafeTensorsFile f = SafeTensorsFile::open(path);  // the header only
   auto it = f.metadata().find("vislang.config");
   VL_CHECK(it != f.metadata().end(), "clip: ", path, " has no 'vislang.config' metadata: it is not a converted "
            "vislang model (convert it with python3 tools/convert.py ", path, " OUT.safetensors)");
@@ -203,13 +198,23 @@ ClipModel ClipModel::load(const std::string& path, Device device, DType dtype) {
   } catch (const std::exception& e) {
     VL_FAIL("clip: ", path, ": metadata vislang.config is not valid JSON: ", e.what());
   }
-  ClipConfig cfg;
   try {
-    cfg = ClipConfig::from_json(j);
+    return ClipConfig::from_json(j);
   } catch (const Error& e) {
     VL_FAIL(path, ": ", e.what());
   }
-  return from_weights(f, cfg, device, dtype);
+}
+
+ClipModel ClipModel::load(const std::string& path, Device device, DType dtype) {
+  const ClipConfig cfg = read_checkpoint_config(path);
+  if (is_dir(path)) {
+    const std::string st_path = path + "/model.safetensors";
+    struct stat st;
+    VL_CHECK(stat(st_path.c_str(), &st) == 0, "clip: ", path, " has no model.safetensors (pytorch_model.bin is not "
+             "read directly: convert it with python3 tools/convert.py ", path, " model.safetensors)");
+    return from_weights(SafeTensorsFile::open(st_path), cfg, device, dtype);
+  }
+  return from_weights(SafeTensorsFile::open(path), cfg, device, dtype);
 }
 
 Tensor ClipModel::image_features(const Tensor& pixels) const { return vision_->encode(pixels.to(device_).to(dtype_)); }

@@ -68,6 +68,10 @@ class ImageTower {
   virtual Tensor encode(const Tensor& pixels) const = 0;  // (B, 3, S, S) -> (B, E)
 };
 
+// The config of the checkpoint at `path`, as ClipModel::load reads it, without the weights: a Hugging
+// Face folder's config.json, or a converted file's vislang.config metadata.
+ClipConfig read_checkpoint_config(const std::string& path);
+
 class ClipModel {
  public:
   // `path`: a Hugging Face CLIP folder (config.json + model.safetensors) or a converted
