@@ -1,8 +1,15 @@
 // cli/train_command.cpp — `vislang train`: trains a CLIP from scratch on the toy world
-// (--recipe toy, train/toy_recipe.h) or fine-tunes a pretrained one on image–caption pairs
-// (--init MODEL --data CSV|FOLDER, train/finetune.h).
+// (--recipe toy, train/toy_recipe.h), the toy VQA fusion models (--recipe toy-vqa,
+// train/vqa_recipe.h) or a tiny Q-Former (--recipe toy-qformer, train/qformer_recipe.h), or
+// fine-tunes a pretrained CLIP on image–caption pairs (--init MODEL --data CSV|FOLDER,
+// train/finetune.h). The flags every run shares fill a train::TrainingOptions
+// (train/training_options.h) in one place, read_training_options; their help lists each recipe's
+// own defaults, read from the recipes' option structs.
+#include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <vector>
 
 #include "cli/clip_common.h"
 #include "cli/commands.h"
@@ -14,7 +21,55 @@
 namespace vislang::cli {
 namespace {
 
+// Each recipe's options, default-constructed: the shared part holds that recipe's defaults.
+struct RecipeDefaults {
+  const char* name;
+  train::TrainingOptions o;
+};
+const std::vector<RecipeDefaults>& recipe_defaults() {
+  static const std::vector<RecipeDefaults> all{{"toy", train::ToyRecipeOptions()},
+                                               {"toy-vqa", train::VqaRecipeOptions()},
+                                               {"toy-qformer", train::QFormerRecipeOptions()},
+                                               {"fine-tune", train::FinetuneOptions()}};
+  return all;
+}
+
+// A default as the help shows it: 1e-3 rather than 0.001, 1.0 rather than 1.
+std::string number_text(double v) {
+  char buf[40];
+  if (v != 0 && std::fabs(v) < 0.01) {
+    for (int digits = 0; digits < 17; ++digits) {  // the shortest mantissa that reads back exactly
+      std::snprintf(buf, sizeof buf, "%.*e", digits, v);
+      if (std::stod(buf) == v) break;
+    }
+    std::string s = buf;
+    size_t e = s.find('e');
+    return s.substr(0, e) + "e" + std::to_string(std::stoi(s.substr(e + 1)));  // e-03 → e-3
+  }
+  std::snprintf(buf, sizeof buf, "%g", v);
+  std::string s = buf;
+  return s.find_first_of(".e") == std::string::npos ? s + ".0" : s;
+}
+std::string number_text(int64_t v) { return std::to_string(v); }
+std::string number_text(uint64_t v) { return std::to_string(v); }
+std::string number_text(const std::string& v) { return v; }
+
+// "(default X)" when every recipe has the same default, else "(toy: A, toy-vqa: B, ...)".
+template <typename T>
+std::string defaults_text(T train::TrainingOptions::*field) {
+  std::vector<std::string> values;
+  for (const RecipeDefaults& r : recipe_defaults()) values.push_back(number_text(r.o.*field));
+  bool same = true;
+  for (const std::string& v : values) same = same && v == values.front();
+  if (same) return "(default " + values.front() + ")";
+  std::string s = "(";
+  for (size_t i = 0; i < values.size(); ++i)
+    s += std::string(i ? ", " : "") + recipe_defaults()[i].name + ": " + values[i];
+  return s + ")";
+}
+
 ArgParser train_parser() {
+  using O = train::TrainingOptions;
   ArgParser p("train", "(--recipe toy | --init MODEL --data CSV|FOLDER) [options]",
               "Trains a CLIP with the contrastive (InfoNCE) loss, AdamW, a cosine schedule with warm-up and "
               "gradient clipping, showing progress and writing metrics.csv, loss/accuracy curves (PNG), a "
@@ -23,22 +78,22 @@ ArgParser train_parser() {
              "toy-qformer (a tiny BLIP-2 Q-Former on the frozen toy CLIP)", "what")
       .value("--init", "MODEL", "fine-tune this CLIP (HF folder or converted .safetensors)", "what")
       .value("--data", "CSV|FOLDER", "image-caption pairs for --init: a CSV (path,caption) or a folder", "what")
-      .value("--steps", "N", "optimizer steps (toy: 1500, fine-tune: 100)", "training")
-      .value("--batch", "B", "pairs per step (toy: 128, fine-tune: 32)", "training")
-      .value("--lr", "LR", "peak learning rate (toy: 1e-3, fine-tune: 1e-5)", "training")
-      .value("--warmup", "N", "linear warm-up steps (toy: 50, fine-tune: 10)", "training")
-      .value("--weight-decay", "WD", "AdamW weight decay (default 0.1)", "training")
-      .value("--grad-clip", "NORM", "global gradient-norm clip (default 1.0)", "training")
-      .value("--seed", "S", "data and initialisation seed (default 0)", "training")
+      .value("--steps", "N", "optimizer steps " + defaults_text(&O::steps), "training")
+      .value("--batch", "B", "pairs (toy-vqa: questions) per step " + defaults_text(&O::batch), "training")
+      .value("--lr", "LR", "peak learning rate " + defaults_text(&O::lr), "training")
+      .value("--warmup", "N", "linear warm-up steps " + defaults_text(&O::warmup), "training")
+      .value("--weight-decay", "WD", "AdamW weight decay " + defaults_text(&O::weight_decay), "training")
+      .value("--grad-clip", "NORM", "global gradient-norm clip " + defaults_text(&O::grad_clip), "training")
+      .value("--seed", "S", "data and initialisation seed " + defaults_text(&O::seed), "training")
       .flag("--lock-image", "fine-tune: freeze the image tower (LiT)", "training")
       .flag("--lock-text", "fine-tune: freeze the text tower", "training")
       .value("--resume", "CHECKPOINT", "toy: continue from OUT/checkpoint.safetensors", "training")
       .flag("--no-hard-negatives", "toy: plain batches (no same-scene, other-shape counterfactuals)", "training")
       .value("--stop-after", "N", "toy: stop (and save a resumable checkpoint) after step N of --steps", "training")
-      .value("--out", "DIR", "output folder (default runs/toy or runs/finetune)", "output")
-      .value("--save-dtype", "T", "dtype of the saved model: f32 (default), f16, bf16", "output")
+      .value("--out", "DIR", "output folder " + defaults_text(&O::out), "output")
+      .value("--save-dtype", "T", "dtype of the saved model: f32, f16 or bf16 " + defaults_text(&O::save_dtype), "output")
       .value("--eval-every", "N", "toy: quick zero-shot evaluation every N steps (default 100; 0 = off)", "output")
-      .value("--eval-images", "N", "toy: images per final evaluation set (default 1000)", "output")
+      .value("--eval-images", "N", "toy, toy-qformer: images per final evaluation set (default 1000)", "output")
       .value("--image-size", "S", "toy: image size (default 72)", "toy model")
       .value("--patch-size", "P", "toy: ViT patch size (default 24)", "toy model")
       .value("--width", "W", "toy: width of both towers (default 128)", "toy model")
@@ -67,16 +122,16 @@ double get_double(const Parsed& a, const std::string& name, double def) {
   throw UsageError(name + " expects a number, got '" + a.get(name) + "'");
 }
 
-// The options every training run shares (toy CLIP, toy Q-Former, fine-tuning: the same field names).
-template <typename Options>
-void read_training_options(const Parsed& a, Options& o) {
+// The flags every training run shares (train/training_options.h), over the recipe's own defaults.
+// min_batch: 2 for the contrastive recipes (a pair needs another pair as its negative), 1 for toy-vqa.
+void read_training_options(const Parsed& a, train::TrainingOptions& o, int64_t min_batch) {
   o.steps = a.get_int("--steps", o.steps, 1, 10000000);
-  o.batch = a.get_int("--batch", o.batch, 2, 65536);
+  o.batch = a.get_int("--batch", o.batch, min_batch, 65536);
   o.lr = get_double(a, "--lr", o.lr);
   o.warmup = a.get_int("--warmup", o.warmup, 0, 10000000);
   o.weight_decay = get_double(a, "--weight-decay", o.weight_decay);
   o.grad_clip = get_double(a, "--grad-clip", o.grad_clip);
-  o.seed = static_cast<uint64_t>(a.get_int("--seed", 0, 0, (1LL << 62)));
+  o.seed = static_cast<uint64_t>(a.get_int("--seed", static_cast<long long>(o.seed), 0, (1LL << 62)));
   o.out = a.get("--out", o.out);
   o.save_dtype = a.get("--save-dtype", o.save_dtype);
   o.progress = !a.has("--no-progress");
@@ -90,13 +145,7 @@ int train_main(const Parsed& a) {
   if (toy && a.get("--recipe") == "toy-vqa") {  // VQA fusion strategies (train/vqa_recipe.h, docs/fusion.md)
     train::VqaRecipeOptions o;
     o.fusion = a.get("--fusion", o.fusion);
-    o.steps = a.get_int("--steps", o.steps, 1, 10000000);
-    o.batch = a.get_int("--batch", o.batch, 1, 65536);
-    o.lr = get_double(a, "--lr", o.lr);
-    o.warmup = a.get_int("--warmup", o.warmup, 0, 10000000);
-    o.seed = static_cast<uint64_t>(a.get_int("--seed", 0, 0, (1LL << 62)));
-    o.out = a.get("--out", o.out);
-    o.progress = !a.has("--no-progress");
+    read_training_options(a, o, /*min_batch=*/1);
     train::VqaData data = train::make_vqa_data(o);
     train::VqaResult r = train::run_vqa_recipe(o, &data);
     std::cout << train::vqa_table({r}, data, false) << "outputs: " << o.out << "/metrics.csv, loss.png, accuracy.png, "
@@ -106,7 +155,7 @@ int train_main(const Parsed& a) {
   if (toy && a.get("--recipe") == "toy-qformer") {  // a tiny BLIP-2 Q-Former on the frozen toy CLIP (docs/qformer.md)
     train::QFormerRecipeOptions o;
     if (!std::ifstream(o.clip + "/config.json").good()) o.clip = executable_dir() + "/../../" + o.clip;  // the repo's
-    read_training_options(a, o);
+    read_training_options(a, o, /*min_batch=*/2);
     o.eval_images = a.get_int("--eval-images", o.eval_images, 10, 1000000);
     train::QFormerRecipeResult r = train::run_qformer_recipe(o);
     std::cout << "trained in " << r.train_seconds << " s (" << r.params << " parameters), ITC loss " << r.first_loss
@@ -120,7 +169,7 @@ int train_main(const Parsed& a) {
     if (a.has("--data") || a.has("--lock-image") || a.has("--lock-text"))
       throw UsageError("--data, --lock-image and --lock-text go with --init (fine-tuning)");
     train::ToyRecipeOptions o;
-    read_training_options(a, o);
+    read_training_options(a, o, /*min_batch=*/2);
     o.eval_images = a.get_int("--eval-images", o.eval_images, 10, 1000000);
     o.resume = a.get("--resume", "");
     o.stop_after = a.get_int("--stop-after", 0, 0, 10000000);
@@ -146,7 +195,7 @@ int train_main(const Parsed& a) {
   train::FinetuneOptions o;
   o.init = a.get("--init");
   o.data = a.get("--data");
-  read_training_options(a, o);
+  read_training_options(a, o, /*min_batch=*/2);
   o.lock_image = a.has("--lock-image");
   o.lock_text = a.has("--lock-text");
   ClipTokenizer tok = load_tokenizer(a, o.init);

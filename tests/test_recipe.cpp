@@ -17,7 +17,9 @@
 #include "train/bpe_trainer.h"
 #include "train/clip_trainer.h"
 #include "train/finetune.h"
+#include "train/qformer_recipe.h"
 #include "train/toy_recipe.h"
+#include "train/vqa_recipe.h"
 
 using namespace vislang;
 
@@ -171,6 +173,13 @@ TEST_SUITE("train") {
     o.lock_image = true;
     o.progress = false;
     ClipTokenizer tok = ClipTokenizer::from_hf(o.init + "/vocab.json", o.init + "/merges.txt");
+    // A wrong --save-dtype fails before anything is trained or written (it used to save f32 silently).
+    train::FinetuneOptions bad = o;
+    bad.save_dtype = "f8";
+    bad.out = d + "/bad";
+    CHECK(test::contains(test::error_of([&] { train::run_finetune(bad, tok); }),
+                         "--save-dtype must be f32, f16 or bf16, got 'f8'"));
+    CHECK(!exists(bad.out));
     train::FinetuneResult r = train::run_finetune(o, tok);
     CHECK(r.pairs == 24);
     CHECK(r.frozen_params > 0);
@@ -187,6 +196,56 @@ TEST_SUITE("train") {
     CHECK(same_image > 0);
     CHECK(changed_text > 0);
     CHECK(exists(o.out + "/model/vocab.json"));  // the tokenizer travels with the model
+  }
+
+  TEST_CASE("TrainingOptions: each recipe keeps its own defaults; one AdamW and one schedule for all") {
+    // The defaults each recipe had before the shared fields moved into TrainingOptions (the documented
+    // runs and weights/ depend on them); grad_clip 1, seed 0 and save_dtype f32 everywhere.
+    struct Expected {
+      const char* recipe;
+      train::TrainingOptions o;
+      int64_t steps, batch;
+      std::string out;
+      double lr, min_lr;
+      int64_t warmup;
+      double weight_decay;
+    };
+    const Expected all[] = {
+        {"toy", train::ToyRecipeOptions(), 1500, 128, "runs/toy", 1e-3, 1e-5, 50, 0.1},
+        {"toy-vqa", train::VqaRecipeOptions(), 4000, 64, "runs/vqa", 3e-3, 1e-5, 100, 0.05},
+        {"toy-qformer", train::QFormerRecipeOptions(), 400, 96, "runs/toy-qformer", 3e-3, 1e-5, 50, 0.05},
+        {"fine-tune", train::FinetuneOptions(), 100, 32, "runs/finetune", 1e-5, 0.0, 10, 0.1}};
+    for (const Expected& e : all) {
+      CAPTURE(e.recipe);
+      CHECK(e.o.steps == e.steps);
+      CHECK(e.o.batch == e.batch);
+      CHECK(e.o.out == e.out);
+      CHECK(e.o.lr == e.lr);
+      CHECK(e.o.min_lr == e.min_lr);
+      CHECK(e.o.warmup == e.warmup);
+      CHECK(e.o.weight_decay == e.weight_decay);
+      CHECK(e.o.grad_clip == 1.0);
+      CHECK(e.o.seed == 0);
+      CHECK(e.o.saved_dtype() == DType::F32);
+      CHECK(e.o.progress);
+      // AdamW with CLIP's β2 and ε for transformers, at the recipe's lr and weight decay.
+      optim::AdamWOptions a = e.o.adamw();
+      CHECK(a.lr == e.lr);
+      CHECK(a.beta1 == 0.9);
+      CHECK(a.beta2 == 0.98);
+      CHECK(a.eps == 1e-6);
+      CHECK(a.weight_decay == e.weight_decay);
+      // Linear warm-up to lr over `warmup` steps, cosine down to min_lr at `steps`.
+      optim::CosineSchedule s = e.o.schedule();
+      CHECK(s.lr_at(0) == doctest::Approx(e.lr / static_cast<double>(e.warmup)));
+      CHECK(s.lr_at(e.warmup) == doctest::Approx(e.lr));
+      CHECK(s.lr_at(e.steps) == e.min_lr);
+    }
+    train::ToyRecipeOptions o;
+    o.save_dtype = "bf16";
+    CHECK(o.saved_dtype() == DType::BF16);
+    o.save_dtype = "F16";
+    CHECK(test::contains(test::error_of([&] { o.saved_dtype(); }), "--save-dtype must be f32, f16 or bf16, got 'F16'"));
   }
 
   TEST_CASE("caption data: errors name the file and line") {

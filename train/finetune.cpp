@@ -150,6 +150,7 @@ FinetuneResult run_finetune(const FinetuneOptions& o, const ClipTokenizer& tok) 
   VL_CHECK(o.steps > 0 && o.batch >= 2, "train: --steps must be > 0 and --batch >= 2, got steps ", o.steps,
            ", batch ", o.batch);
   VL_CHECK(!(o.lock_image && o.lock_text), "train: --lock-image and --lock-text together leave nothing to train");
+  const DType out_dtype = o.saved_dtype();  // before training: a wrong --save-dtype fails at once
   FinetuneResult r;
   make_dirs(o.out);
   TrainableClip m = load_trainable_clip(o.init, Locks{o.lock_image, o.lock_text});
@@ -196,13 +197,8 @@ FinetuneResult run_finetune(const FinetuneOptions& o, const ClipTokenizer& tok) 
   };
   r.eval_loss_before = mean_loss();
 
-  optim::AdamWOptions ao;
-  ao.lr = o.lr;
-  ao.beta2 = 0.98;
-  ao.eps = 1e-6;
-  ao.weight_decay = o.weight_decay;
-  optim::AdamW opt(m.trainable(), ao);
-  optim::CosineSchedule sched{o.lr, o.warmup, o.steps, 0.0, 0.0};
+  optim::AdamW opt(m.trainable(), o.adamw());
+  const optim::CosineSchedule sched = o.schedule();
   std::cerr << "fine-tuning " << o.init << " on " << N << " pairs: " << r.trainable_params << " trainable, "
             << r.frozen_params << " frozen parameters\n";
 
@@ -243,8 +239,7 @@ FinetuneResult run_finetune(const FinetuneOptions& o, const ClipTokenizer& tok) 
 
   save_checkpoint(o.out + "/checkpoint.safetensors", m.params, &opt,
                   CheckpointState{o.steps, gen.state(), {{"recipe", "finetune"}, {"init", o.init}}});
-  DType dt = o.save_dtype == "f16" ? DType::F16 : o.save_dtype == "bf16" ? DType::BF16 : DType::F32;
-  save_model_folder(o.out + "/model", m, dt, is_file(o.init + "/vocab.json") ? o.init : "");
+  save_model_folder(o.out + "/model", m, out_dtype, is_file(o.init + "/vocab.json") ? o.init : "");
   plot_lines(o.out + "/loss.png", "fine-tuning loss", {Series{"loss", xs, ys, {0, 0, 0}}}, PlotOptions{});
   return r;
 }

@@ -17,23 +17,19 @@
 #include <vector>
 
 #include "tokenizer/clip_tokenizer.h"
+#include "train/training_options.h"
 
 namespace vislang::train {
 
-struct FinetuneOptions {
+// steps, batch, seed, out, lr, min_lr, warmup, weight_decay, grad_clip, save_dtype, progress:
+// TrainingOptions (train/training_options.h), with fine-tuning's defaults (the cosine decays to 0).
+struct FinetuneOptions : TrainingOptions {
+  FinetuneOptions()
+      : TrainingOptions(/*steps=*/100, /*batch=*/32, /*out=*/"runs/finetune", /*lr=*/1e-5, /*min_lr=*/0,
+                        /*warmup=*/10, /*weight_decay=*/0.1) {}
   std::string init;   // model path
   std::string data;   // CSV or folder
-  std::string out = "runs/finetune";
-  int64_t steps = 100;
-  int64_t batch = 32;
-  double lr = 1e-5;
-  int64_t warmup = 10;
-  double weight_decay = 0.1;
-  double grad_clip = 1.0;
   bool lock_image = false, lock_text = false;
-  uint64_t seed = 0;
-  std::string save_dtype = "f32";
-  bool progress = true;
 };
 
 struct FinetuneResult {

@@ -376,12 +376,6 @@ struct BatchOrder {
     return perm[next++];
   }
 };
-DType save_dtype_of(const std::string& s) {
-  if (s == "f32") return DType::F32;
-  if (s == "f16") return DType::F16;
-  if (s == "bf16") return DType::BF16;
-  VL_FAIL("train: --save-dtype must be f32, f16 or bf16, got '", s, "'");
-}
 double mean_of(const std::vector<double>& v, size_t from, size_t to) {
   double s = 0;
   for (size_t i = from; i < to; ++i) s += v[i];
@@ -393,7 +387,7 @@ QFormerRecipeResult run_qformer_recipe(const QFormerRecipeOptions& o) {
   VL_CHECK(o.steps > 0 && o.batch >= 2 && o.train_images >= o.batch, "train: toy-qformer needs --steps > 0, --batch "
            ">= 2 and at least --batch training images, got steps ", o.steps, ", batch ", o.batch, ", images ",
            o.train_images);
-  const DType out_dtype = save_dtype_of(o.save_dtype);
+  const DType out_dtype = o.saved_dtype();
   const std::string model_dir = o.out + "/model";
   make_dirs(model_dir);
 
@@ -426,8 +420,8 @@ QFormerRecipeResult run_qformer_recipe(const QFormerRecipeOptions& o) {
   QFormerRecipeResult res;
   res.config = cfg;
   for (const auto& p : params) res.params += p.second.numel();
-  optim::AdamW opt(params, optim::AdamWOptions{o.lr, 0.9, 0.98, 1e-6, o.weight_decay});  // β2, ε: CLIP's
-  optim::CosineSchedule sched{o.lr, o.warmup, o.steps, o.min_lr, 0.0};
+  optim::AdamW opt(params, o.adamw());
+  const optim::CosineSchedule sched = o.schedule();
   if (o.progress)
     std::cerr << "toy Q-Former: " << res.params << " parameters (" << cfg.num_query_tokens << " queries, width "
               << cfg.qformer.width << ", " << cfg.qformer.layers << " layers, cross-attention every "

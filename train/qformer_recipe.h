@@ -35,6 +35,7 @@
 #include "models/blip2/blip2.h"
 #include "models/clip/clip.h"
 #include "tokenizer/wordpiece.h"
+#include "train/training_options.h"
 
 namespace vislang::train {
 
@@ -131,23 +132,18 @@ ToyRetrievalEval evaluate_toy_clip_same_way(const std::string& clip_dir, int64_t
 std::string toy_eval_table(const ToyRetrievalEval& clip, const ToyRetrievalEval& qformer);
 
 // ---- the recipe -------------------------------------------------------------------------------------
-struct QFormerRecipeOptions {
+// steps, batch, seed, out, lr, min_lr, warmup, weight_decay, grad_clip, save_dtype, progress:
+// TrainingOptions (train/training_options.h), with this recipe's defaults.
+struct QFormerRecipeOptions : TrainingOptions {
+  QFormerRecipeOptions()
+      : TrainingOptions(/*steps=*/400, /*batch=*/96, /*out=*/"runs/toy-qformer", /*lr=*/3e-3, /*min_lr=*/1e-5,
+                        /*warmup=*/50, /*weight_decay=*/0.05) {}
   std::string clip = "weights/toy_clip";  // the frozen image encoder (a CLIP folder)
   int64_t vision_layer = 3;               // read the tower's tokens after this many layers (of 3)
-  int64_t steps = 400;
-  int64_t batch = 96;
-  uint64_t seed = 0;
-  std::string out = "runs/toy-qformer";
-  double lr = 3e-3, min_lr = 1e-5;
-  int64_t warmup = 50;
-  double weight_decay = 0.05;
-  double grad_clip = 1.0;
   int64_t train_images = 3000;  // the pool of TRAIN images whose tokens are computed once (frozen tower)
   int64_t eval_images = 1000;
   // The Q-Former: 8 queries, width 64, 4 layers (cross-attention every 2nd), 4 heads, MLP 256, E 64.
   int64_t queries = 8, width = 64, layers = 4, heads = 4, mlp_dim = 256, cross_every = 2, embed_dim = 64;
-  std::string save_dtype = "f32";  // model.safetensors: f32 | f16 | bf16
-  bool progress = true;
   bool write_files = true;  // metrics.csv, loss.png, model/, eval.json (tests switch it off)
 };
 

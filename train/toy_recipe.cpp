@@ -153,13 +153,6 @@ ToyResult evaluate_toy_model(const std::string& model_dir, int64_t images, uint6
   return evaluate(m, tok, wc, images);
 }
 
-static DType save_dtype(const std::string& s) {
-  if (s == "f32") return DType::F32;
-  if (s == "f16") return DType::F16;
-  if (s == "bf16") return DType::BF16;
-  VL_FAIL("train: --save-dtype must be f32, f16 or bf16, got '", s, "'");
-}
-
 void print_toy_examples(const std::string& model_dir, uint64_t seed, std::ostream& os) {
   autograd::NoGradGuard no_grad;
   clip::ClipModel m = clip::ClipModel::load(model_dir);
@@ -191,7 +184,7 @@ ToyResult run_toy_recipe(const ToyRecipeOptions& o) {
            "negatives), got steps ", o.steps, ", batch ", o.batch);
   VL_CHECK(o.image_size % o.patch_size == 0, "train: image size ", o.image_size, " is not a multiple of the patch size ",
            o.patch_size);
-  DType out_dtype = save_dtype(o.save_dtype);
+  DType out_dtype = o.saved_dtype();
   const std::string model_dir = o.out + "/model";
   make_dirs(model_dir);
 
@@ -212,13 +205,8 @@ ToyResult run_toy_recipe(const ToyRecipeOptions& o) {
   // 2. model and optimiser
   clip::ClipConfig cfg = toy_clip_config(o, static_cast<int64_t>(vocab.tokens.size()), ctx);
   TrainableClip m = init_clip(cfg, o.seed);
-  optim::AdamWOptions ao;
-  ao.lr = o.lr;
-  ao.beta2 = 0.98;  // CLIP's β2 for transformers
-  ao.eps = 1e-6;
-  ao.weight_decay = o.weight_decay;
-  optim::AdamW opt(m.trainable(), ao);
-  optim::CosineSchedule sched{o.lr, o.warmup, o.steps, o.min_lr, 0.0};
+  optim::AdamW opt(m.trainable(), o.adamw());
+  const optim::CosineSchedule sched = o.schedule();
   int64_t start = 0;
   if (!o.resume.empty()) {
     CheckpointState st = load_checkpoint(o.resume, m.params, &opt);

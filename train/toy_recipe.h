@@ -18,19 +18,16 @@
 #include <string>
 
 #include "models/clip/config.h"
+#include "train/training_options.h"
 
 namespace vislang::train {
 
-struct ToyRecipeOptions {
-  int64_t steps = 1500;
-  int64_t batch = 128;
-  uint64_t seed = 0;
-  std::string out = "runs/toy";
-  double lr = 1e-3;
-  double min_lr = 1e-5;
-  int64_t warmup = 50;
-  double weight_decay = 0.1;
-  double grad_clip = 1.0;
+// steps, batch, seed, out, lr, min_lr, warmup, weight_decay, grad_clip, save_dtype, progress:
+// TrainingOptions (train/training_options.h), with this recipe's defaults.
+struct ToyRecipeOptions : TrainingOptions {
+  ToyRecipeOptions()
+      : TrainingOptions(/*steps=*/1500, /*batch=*/128, /*out=*/"runs/toy", /*lr=*/1e-3, /*min_lr=*/1e-5,
+                        /*warmup=*/50, /*weight_decay=*/0.1) {}
   int64_t eval_every = 100;       // quick zero-shot evaluation (256 images) every N steps; 0 = never
   int64_t eval_images = 1000;     // final evaluation sizes
   int64_t image_size = 72;
@@ -45,8 +42,6 @@ struct ToyRecipeOptions {
   bool hard_negatives = true;
   std::string resume;             // a checkpoint.safetensors to continue from
   int64_t stop_after = 0;         // stop (saving everything) after this step; 0 = at `steps`
-  std::string save_dtype = "f32"; // model/model.safetensors dtype: f32 | f16 | bf16
-  bool progress = true;
 };
 
 struct ToyResult {

@@ -172,6 +172,7 @@ static nlohmann::json accuracy_json(const VqaAccuracy& a) {
 VqaResult run_vqa_recipe(const VqaRecipeOptions& o, const VqaData* given) {
   VL_CHECK(o.steps > 0 && o.batch >= 1, "toy-vqa: --steps and --batch must be > 0");
   fusion::Strategy strategy = fusion::parse_strategy(o.fusion);
+  const DType out_dtype = o.saved_dtype();
   VqaData own;
   if (!given) own = make_vqa_data(o);
   const VqaData& d = given ? *given : own;
@@ -199,13 +200,8 @@ VqaResult run_vqa_recipe(const VqaRecipeOptions& o, const VqaData* given) {
   r.config = cfg;
   for (const auto& p : params) r.params += p.second.numel();
   r.flops_per_example = model->flops_per_example();
-  optim::AdamWOptions ao;
-  ao.lr = o.lr;
-  ao.beta2 = 0.98;
-  ao.eps = 1e-6;
-  ao.weight_decay = o.weight_decay;
-  optim::AdamW opt(params, ao);
-  optim::CosineSchedule sched{o.lr, o.warmup, o.steps, o.min_lr, 0.0};
+  optim::AdamW opt(params, o.adamw());
+  const optim::CosineSchedule sched = o.schedule();
   if (o.progress)
     std::cerr << "toy-vqa " << cfg.describe() << "\n  " << r.params << " parameters, " << r.flops_per_example
               << " forward FLOPs/example; " << d.train.answer.size() << " training questions on " << d.train.pixels.size(0)
@@ -286,7 +282,9 @@ VqaResult run_vqa_recipe(const VqaRecipeOptions& o, const VqaData* given) {
                          {"mlp_dim", cfg.mlp_dim}, {"joint_layers", cfg.joint_layers},
                          {"image_layers", cfg.image_layers}, {"text_layers", cfg.text_layers},
                          {"fusion_hidden", cfg.fusion_hidden}, {"eps", cfg.eps}};
-    save_safetensors(o.out + "/model.safetensors", params, {{"vislang.fusion_config", cj.dump()}});
+    NamedTensors saved;
+    for (const auto& [name, p] : params) saved.emplace_back(name, p.detach().to(out_dtype));
+    save_safetensors(o.out + "/model.safetensors", saved, {{"vislang.fusion_config", cj.dump()}});
     // In-batch curves, smoothed over 20 steps so that the trend is readable.
     auto smooth = [](const std::vector<double>& v) {
       std::vector<double> s(v.size());

@@ -12,7 +12,7 @@
 // What a run writes to `out` (one folder per strategy when several run: out/<fusion>/):
 //   metrics.csv  step,loss,lr,batch_acc,grad_norm,samples_per_s,elapsed_s
 //   loss.png, accuracy.png   the curves
-//   model.safetensors        the parameters (metadata: the config), vocab.json + merges.txt
+//   model.safetensors        the parameters in save_dtype (metadata: the config), vocab.json + merges.txt
 //   eval.json                the evaluation
 #pragma once
 #include <array>
@@ -24,26 +24,23 @@
 #include "datasets/toy_world.h"
 #include "models/fusion/common.h"
 #include "train/bpe_trainer.h"
+#include "train/training_options.h"
 
 namespace vislang::train {
 
-struct VqaRecipeOptions {
+// steps, batch (questions per step), seed, out, lr, min_lr, warmup, weight_decay, grad_clip,
+// save_dtype, progress: TrainingOptions (train/training_options.h), with this recipe's defaults.
+struct VqaRecipeOptions : TrainingOptions {
+  VqaRecipeOptions()
+      : TrainingOptions(/*steps=*/4000, /*batch=*/64, /*out=*/"runs/vqa", /*lr=*/3e-3, /*min_lr=*/1e-5,
+                        /*warmup=*/100, /*weight_decay=*/0.05) {}
   std::string fusion = "early";    // early | late | late-product | hybrid
-  int64_t steps = 4000;
-  int64_t batch = 64;
-  uint64_t seed = 0;
-  std::string out = "runs/vqa";
-  double lr = 3e-3, min_lr = 1e-5;
-  int64_t warmup = 100;
-  double weight_decay = 0.05;
-  double grad_clip = 1.0;
   int64_t image_size = 32, patch_size = 8;
   int64_t width = 32, heads = 4;   // the depth per strategy comes from fusion::preset
   int64_t train_images = 4000;     // the training pool: these TRAIN images with all their questions
   int64_t eval_images = 400;       // per evaluation split (every question of each image)
   double two_object_prob = 0.5;
   std::vector<int> types;          // question types to train and evaluate on (QuestionType values); empty = all
-  bool progress = true;
   bool write_files = true;         // metrics.csv, curves, model, eval.json
 };
 
