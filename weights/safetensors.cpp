@@ -420,8 +420,14 @@ Tensor WeightScope::get(const std::string& name, const Shape& expected, DType wa
   VL_CHECK(ti.shape == expected, "weight '", full, "' in '", f.path(), "' has shape ", shape_str(ti.shape),
            " but the model expects ", shape_str(expected));
   Tensor t = f.get(full);
-  if (t.dtype() != want) t = t.to(want);
-  if (t.device() != state_->device) t = t.to(state_->device);
+  // A converted or moved copy is all the model keeps: the mapped file pages it was read from go back
+  // to the OS (Storage::release_pages), so a float32 checkpoint loaded as bf16 is not resident twice.
+  auto replace = [](Tensor& src, Tensor copy) {
+    src.storage()->release_pages(src.data_ptr(), src.nbytes());
+    src = std::move(copy);
+  };
+  if (t.dtype() != want) replace(t, t.to(want));
+  if (t.device() != state_->device) replace(t, t.to(state_->device));
   state_->used.insert(full);
   return t;
 }
