@@ -22,7 +22,6 @@
 // blip2-itm-vit-g with random weights; VISLANG_BLIP2_FULL_DIR=DIR runs the same comparison on it.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -43,6 +42,7 @@ using namespace vislang;
 using namespace vislang::blip2;
 using vislang::test::contains;
 using vislang::test::error_of;
+using vislang::test::TempDir;
 namespace fs = std::filesystem;
 using ImagePreprocess = vislang::PreprocessConfig;  // (blip2::PreprocessConfig is the config's size/mean/std)
 
@@ -141,19 +141,6 @@ std::vector<std::pair<std::string, Tensor>> all_tensors(const SafeTensorsFile& f
   return out;
 }
 
-// A scratch file name unique to this process; the file is removed when the object goes.
-struct ScratchFile {
-  std::string path;
-  explicit ScratchFile(const std::string& name) {
-    static int serial = 0;
-    path = (fs::temp_directory_path() / str("vislang_blip2_", ::getpid(), "_", serial++, "_", name)).string();
-  }
-  ~ScratchFile() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 // lavis.safetensors rewritten through `edit`, saved to a scratch file; returns the load error.
 template <typename Edit>
 std::string load_error_after(Edit edit, const std::string& file_name) {
@@ -161,10 +148,11 @@ std::string load_error_after(Edit edit, const std::string& file_name) {
   auto ts = all_tensors(src);
   auto meta = src.metadata();
   edit(ts, meta);
-  ScratchFile out(file_name);
-  save_safetensors(out.path, ts, meta);
-  std::string msg = error_of([&] { (void)Blip2Retrieval::load(out.path); });
-  CHECK_MESSAGE(contains(msg, out.path), msg);
+  TempDir tmp;
+  const std::string out = tmp.path(file_name);
+  save_safetensors(out, ts, meta);
+  std::string msg = error_of([&] { (void)Blip2Retrieval::load(out); });
+  CHECK_MESSAGE(contains(msg, out), msg);
   return msg;
 }
 
@@ -256,10 +244,11 @@ TEST_SUITE("blip2") {
         ts.emplace_back(n, t);
       }
     }
-    ScratchFile out("legacy.safetensors");
-    save_safetensors(out.path, ts, src.metadata());
+    TempDir tmp;
+    const std::string out = tmp.path("legacy.safetensors");
+    save_safetensors(out, ts, src.metadata());
     SafeTensorsFile ref = open_versioned(fixture("reference.safetensors"));
-    Blip2Retrieval m = Blip2Retrieval::load(out.path);
+    Blip2Retrieval m = Blip2Retrieval::load(out);
     check_close(m.vision_features(ref.get("pixels")), ref.get("vision_last_hidden_state"), "legacy q_bias/v_bias");
   }
 
@@ -322,9 +311,10 @@ TEST_SUITE("blip2") {
   }
 
   TEST_CASE("blip2: random weights at the tiny preset load and run") {
-    ScratchFile out("random_tiny.safetensors");
-    write_random_blip2(Blip2Config::preset("blip2-tiny"), out.path, 7);
-    Blip2Retrieval m = Blip2Retrieval::load(out.path);
+    TempDir tmp;
+    const std::string out = tmp.path("random_tiny.safetensors");
+    write_random_blip2(Blip2Config::preset("blip2-tiny"), out, 7);
+    Blip2Retrieval m = Blip2Retrieval::load(out);
     Tensor img = m.encode_image(Tensor::zeros({2, 3, 56, 56}));
     CHECK(img.shape() == Shape{2, 8, 32});
     Tensor ids = Tensor::from_vector(std::vector<int64_t>{101, 7, 8, 102}, {1, 4});

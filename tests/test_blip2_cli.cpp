@@ -22,22 +22,17 @@
 // WordPiece vocabulary and preprocessor_config.json), cli_reference.safetensors (HF outputs for the
 // committed images tests/fixtures/image/inputs/{odd_223x225_rgb.png, odd_230x700_rgb.png, bmp_rgb.bmp}
 // through BlipImageProcessorPil). Nothing here needs ../shared.
-// The binary is <build>/bin/vislang, next to this test executable; it is run through popen.
+// The binary runs through tests/test_process.h (<build>/bin/vislang).
 #include <doctest/doctest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <httplib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-#include <random>
 #include <set>
 #include <unordered_set>
 
@@ -50,11 +45,12 @@
 #include "search/engine.h"
 #include "search/index_db.h"
 #include "search/server.h"
+#include "tests/test_process.h"
 #include "tests/test_util.h"
 #include "weights/safetensors.h"
 
 using namespace vislang;
-using vislang::test::contains;
+using namespace vislang::test;  // contains, TempDir, run_vislang, ... (tests/test_util.h, test_process.h)
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -81,63 +77,6 @@ std::vector<std::string> images() {
   std::vector<std::string> out;
   for (const std::string& n : meta_list("images")) out.push_back(src("tests/fixtures/image/inputs/" + n));
   return out;
-}
-
-// A scratch folder, removed with the object.
-struct Scratch {
-  fs::path dir;
-  Scratch() {
-    static std::atomic<int> n{0};
-    dir = fs::temp_directory_path() / str("vislang_blip2_cli_", ::getpid(), "_", n++, "_", std::random_device{}());
-    fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
-
-// The vislang binary through the shell: stdout captured by popen, stderr through a scratch file.
-struct Result {
-  int status = -1;
-  std::string out, err;
-  std::string describe() const { return str("exit ", status, "\nstdout:\n", out, "stderr:\n", err); }
-  std::vector<json> jsonl() const {
-    std::vector<json> rows;
-    size_t at = 0;
-    while (at < out.size()) {
-      const size_t nl = std::min(out.find('\n', at), out.size());
-      if (nl > at) rows.push_back(json::parse(out.substr(at, nl - at)));
-      at = nl + 1;
-    }
-    return rows;
-  }
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Result run_vislang(const std::vector<std::string>& args) {
-  const fs::path bin = fs::read_symlink("/proc/self/exe").parent_path() / "vislang";
-  REQUIRE_MESSAGE(fs::exists(bin), str(bin.string(), " not found: build the vislang_cli target"));
-  Scratch tmp;
-  std::string cmd = shell_quote(bin.string());
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
-  cmd += " 2>" + shell_quote(tmp / "stderr");
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  std::ifstream e(tmp / "stderr");
-  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
-  return r;
 }
 
 std::vector<float> floats(const json& j) {
@@ -202,7 +141,7 @@ struct Blip2Db {
   std::string dir, db;
   std::vector<std::string> paths;  // canonical, in the order of the names below
 };
-Blip2Db build_blip2_db(const Scratch& s) {
+Blip2Db build_blip2_db(const TempDir& s) {
   Blip2Db out{s / "images", s / "db", {}};
   fs::create_directories(out.dir);
   const std::vector<std::string> names = {"odd_223x225_rgb.png", "odd_230x700_rgb.png", "bmp_rgb.bmp", "png16_rgb.png",
@@ -211,7 +150,7 @@ Blip2Db build_blip2_db(const Scratch& s) {
     fs::copy_file(src("tests/fixtures/image/inputs/" + n), out.dir + "/" + n);
     out.paths.push_back(fs::canonical(out.dir + "/" + n).string());
   }
-  Result b = run_vislang({"index", "build", "--model", hf_model(), "--images", out.dir, "--db", out.db});
+  RunResult b = run_vislang({"index", "build", "--model", hf_model(), "--images", out.dir, "--db", out.db});
   REQUIRE_MESSAGE(b.status == 0, b.describe());
   CHECK_MESSAGE(contains(b.out, "BLIP-2, 8 x 32-d per image"), b.out);
   return out;
@@ -233,7 +172,7 @@ TEST_SUITE("blip2_cli") {
 
   TEST_CASE("blip2 cli: embed prints the library's and HF's embeddings") {
     const std::vector<std::string> imgs = images(), texts = meta_list("texts");
-    Result r = run_vislang(with({"embed", "--model", hf_model(), "--image"}, imgs));
+    RunResult r = run_vislang(with({"embed", "--model", hf_model(), "--image"}, imgs));
     REQUIRE_MESSAGE(r.status == 0, r.describe());
     std::vector<json> rows = r.jsonl();
     REQUIRE(rows.size() == imgs.size());
@@ -256,7 +195,7 @@ TEST_SUITE("blip2_cli") {
     CHECK_MESSAGE(d_lib <= kLibTol, "image embeds vs library: ", d_lib);
     CHECK_MESSAGE(d_hf <= kHfTol, "image embeds vs HF: ", d_hf);
 
-    Result t = run_vislang(with({"embed", "--model", hf_model(), "--format", "jsonl", "--text"}, texts));
+    RunResult t = run_vislang(with({"embed", "--model", hf_model(), "--format", "jsonl", "--text"}, texts));
     REQUIRE_MESSAGE(t.status == 0, t.describe());
     rows = t.jsonl();
     REQUIRE(rows.size() == texts.size());
@@ -270,11 +209,10 @@ TEST_SUITE("blip2_cli") {
     CHECK_MESSAGE(dt_lib <= kLibTol, "text embeds vs library: ", dt_lib);
     CHECK_MESSAGE(dt_hf <= kHfTol, "text embeds vs HF: ", dt_hf);
 
-    Scratch s;
-    Result npy = run_vislang(with({"embed", "--model", hf_model(), "--out", s / "e.npy", "--image"}, imgs));
+    TempDir s;
+    RunResult npy = run_vislang(with({"embed", "--model", hf_model(), "--out", s / "e.npy", "--image"}, imgs));
     REQUIRE_MESSAGE(npy.status == 0, npy.describe());
-    std::ifstream in(s / "e.npy", std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string bytes = test::slurp(s / "e.npy");
     CHECK_MESSAGE(contains(bytes.substr(0, 128), "'shape': (3, 8, 32)"), bytes.substr(0, 128));
     const size_t header = 10 + size_t(uint8_t(bytes[8])) + 256 * size_t(uint8_t(bytes[9]));
     REQUIRE(bytes.size() == header + 3 * 8 * 32 * 4);
@@ -288,11 +226,11 @@ TEST_SUITE("blip2_cli") {
     const std::vector<std::string> imgs = images(), texts = meta_list("texts");
     const std::vector<std::string> base = with(with({"similarity", "--model", hf_model(), "--format", "jsonl", "--image"}, imgs),
                                                with({"--text"}, texts));
-    Result itc = run_vislang(with(base, {"--probs"}));
+    RunResult itc = run_vislang(with(base, {"--probs"}));
     REQUIRE_MESSAGE(itc.status == 0, itc.describe());
-    Result itm = run_vislang(with(base, {"--score", "itm"}));
+    RunResult itm = run_vislang(with(base, {"--score", "itm"}));
     REQUIRE_MESSAGE(itm.status == 0, itm.describe());
-    Result rr = run_vislang(with(base, {"--rerank", "2"}));
+    RunResult rr = run_vislang(with(base, {"--rerank", "2"}));
     REQUIRE_MESSAGE(rr.status == 0, rr.describe());
     std::vector<json> a = itc.jsonl(), b = itm.jsonl(), c = rr.jsonl();
     REQUIRE(a.size() == imgs.size());
@@ -325,8 +263,8 @@ TEST_SUITE("blip2_cli") {
     const std::vector<std::string> base = with({"zero-shot", "--model", hf_model(), "--format", "jsonl", "--labels",
                                                 label_arg, "--templates", reference().metadata().at("template"),
                                                 "--top-k", std::to_string(C), "--image"}, imgs);
-    Result itc = run_vislang(base), itm = run_vislang(with(base, {"--score", "itm"})), rr = run_vislang(with(base, {"--rerank", "2"}));
-    for (const Result* r : {&itc, &itm, &rr}) REQUIRE_MESSAGE(r->status == 0, r->describe());
+    RunResult itc = run_vislang(base), itm = run_vislang(with(base, {"--score", "itm"})), rr = run_vislang(with(base, {"--rerank", "2"}));
+    for (const RunResult* r : {&itc, &itm, &rr}) REQUIRE_MESSAGE(r->status == 0, r->describe());
     // The label prompts are the first C fixture texts.
     auto by_label = [&](const json& j, const char* key) {
       std::vector<float> v(C, std::nanf(""));
@@ -367,9 +305,9 @@ TEST_SUITE("blip2_cli") {
 
     // Two templates: the class embedding is the renormalized mean of the normalized prompt embeddings.
     const std::vector<std::string> templates = {"a photo of a {}.", "a drawing of the {}"};
-    Scratch s;
+    TempDir s;
     std::ofstream(s / "templates.txt") << templates[0] << "\n" << templates[1] << "\n";
-    Result ens = run_vislang({"zero-shot", "--model", hf_model(), "--format", "jsonl", "--labels", label_arg, "--templates",
+    RunResult ens = run_vislang({"zero-shot", "--model", hf_model(), "--format", "jsonl", "--labels", label_arg, "--templates",
                           s / "templates.txt", "--top-k", std::to_string(C), "--image", imgs[0]});
     REQUIRE_MESSAGE(ens.status == 0, ens.describe());
     std::vector<std::string> prompts;
@@ -382,7 +320,7 @@ TEST_SUITE("blip2_cli") {
     CHECK_MESSAGE(d_ens <= kLibTol, "ensembled itc vs library: ", d_ens);
 
     // The LAVIS-converted file: the same weights, no tokenizer (--vocab), its own temperature (0.07).
-    Result lav = run_vislang({"zero-shot", "--model", lavis_model(), "--vocab", hf_model(), "--format", "jsonl", "--labels",
+    RunResult lav = run_vislang({"zero-shot", "--model", lavis_model(), "--vocab", hf_model(), "--format", "jsonl", "--labels",
                           label_arg, "--templates", reference().metadata().at("template"), "--top-k",
                           std::to_string(C), "--image", imgs[0]});
     REQUIRE_MESSAGE(lav.status == 0, lav.describe());
@@ -397,7 +335,7 @@ TEST_SUITE("blip2_cli") {
 
   TEST_CASE("blip2 cli: bad inputs give clear errors") {
     const std::string img = images()[0];
-    Result r = run_vislang({"zero-shot", "--model", clip_model(), "--image", img, "--labels", "a,b", "--score", "itm"});
+    RunResult r = run_vislang({"zero-shot", "--model", clip_model(), "--image", img, "--labels", "a,b", "--score", "itm"});
     CHECK_MESSAGE(r.status == 2, r.describe());
     CHECK_MESSAGE(contains(r.err, "--score itm needs a BLIP-2"), r.err);
     r = run_vislang({"similarity", "--model", clip_model(), "--image", img, "--text", "a", "--rerank", "1"});
@@ -424,15 +362,15 @@ TEST_SUITE("blip2_cli") {
   }
 
   TEST_CASE("blip2 cli: index build + text search rank exactly by ITC; --score itm; other models refused") {
-    Scratch s;
+    TempDir s;
     const Blip2Db built = build_blip2_db(s);
     const std::string &dir = built.dir, &db = built.db;
     const std::vector<std::string>& paths = built.paths;
-    Result info = run_vislang({"index", "info", "--db", db, "--check"});
+    RunResult info = run_vislang({"index", "info", "--db", db, "--check"});
     CHECK_MESSAGE((info.status == 0 && contains(info.out, "ok (7 rows, 56 vectors)")), info.describe());
 
     const std::string query = "a photo of a red square.";
-    Result q = run_vislang({"search", "--db", db, "--text", query, "-k", "7", "--format", "jsonl"});
+    RunResult q = run_vislang({"search", "--db", db, "--text", query, "-k", "7", "--format", "jsonl"});
     REQUIRE_MESSAGE(q.status == 0, q.describe());
     std::vector<float> itc = lib().m.itc_scores(lib().m.encode_image(lib().pixels(paths)), lib().text_embeds({query}))
                                  .to_vector<float>();  // (7, 1)
@@ -451,7 +389,7 @@ TEST_SUITE("blip2_cli") {
     CHECK_MESSAGE(d <= kLibTol, "search scores vs in-process ITC: ", d);
 
     // --rerank 4 -k 3: the ITC top 4 re-scored by ITM, the best 3 shown.
-    Result m = run_vislang({"search", "--db", db, "--text", query, "-k", "3", "--rerank", "4", "--format", "jsonl"});
+    RunResult m = run_vislang({"search", "--db", db, "--text", query, "-k", "3", "--rerank", "4", "--format", "jsonl"});
     REQUIRE_MESSAGE(m.status == 0, m.describe());
     std::vector<float> itm = lib().itm(paths, {query}).to_vector<float>();  // (7, 1)
     std::vector<size_t> by_itc(paths.size());
@@ -470,28 +408,28 @@ TEST_SUITE("blip2_cli") {
     CHECK_MESSAGE(dm <= kLibTol, "search ITM vs in-process: ", dm);
 
     // A CLIP model on this DB, and this model on a CLIP DB: refused with both names.
-    Result wrong = run_vislang({"search", "--db", db, "--model", clip_model(), "--text", query});
+    RunResult wrong = run_vislang({"search", "--db", db, "--model", clip_model(), "--text", query});
     CHECK_MESSAGE((wrong.status == 1 && contains(wrong.err, "BLIP-2 model 'hf'") && contains(wrong.err, "CLIP model")),
                   wrong.describe());
-    Result cb = run_vislang({"index", "build", "--model", clip_model(), "--images", dir, "--db", s / "clipdb"});
+    RunResult cb = run_vislang({"index", "build", "--model", clip_model(), "--images", dir, "--db", s / "clipdb"});
     REQUIRE_MESSAGE(cb.status == 0, cb.describe());
-    Result back = run_vislang({"search", "--db", s / "clipdb", "--model", hf_model(), "--text", query});
+    RunResult back = run_vislang({"search", "--db", s / "clipdb", "--model", hf_model(), "--text", query});
     CHECK_MESSAGE((back.status == 1 && contains(back.err, "CLIP model 'toy_clip'") && contains(back.err, "BLIP-2 model")),
                   back.describe());
-    Result itm_clip = run_vislang({"search", "--db", s / "clipdb", "--text", query, "--score", "itm"});
+    RunResult itm_clip = run_vislang({"search", "--db", s / "clipdb", "--text", query, "--score", "itm"});
     CHECK_MESSAGE((itm_clip.status == 2 && contains(itm_clip.err, "needs a BLIP-2")), itm_clip.describe());
     // Another BLIP-2 checkpoint of the same shape is refused (the probe differs); the same weights
     // converted from LAVIS's layout are accepted and rank the same way.
     blip2::write_random_blip2(blip2::Blip2Config::preset("blip2-tiny"), s / "other.safetensors", 3);
-    Result other = run_vislang({"search", "--db", db, "--model", s / "other.safetensors", "--image", paths[0]});
+    RunResult other = run_vislang({"search", "--db", db, "--model", s / "other.safetensors", "--image", paths[0]});
     CHECK_MESSAGE((other.status == 1 && contains(other.err, "is a different model")), other.describe());
-    Result lav = run_vislang({"search", "--db", db, "--model", lavis_model(), "--vocab", hf_model(), "--text", query,
+    RunResult lav = run_vislang({"search", "--db", db, "--model", lavis_model(), "--vocab", hf_model(), "--text", query,
                               "-k", "7", "--format", "jsonl"});
     REQUIRE_MESSAGE(lav.status == 0, lav.describe());
     for (size_t r = 0; r < 7; ++r) CHECK(lav.jsonl()[r]["path"] == q.jsonl()[r]["path"]);
     // A candidate whose file has gone is left unranked, with a note.
     fs::remove(paths[top4[0]]);
-    Result gone = run_vislang({"search", "--db", db, "--text", query, "-k", "4", "--rerank", "4", "--format", "jsonl"});
+    RunResult gone = run_vislang({"search", "--db", db, "--text", query, "-k", "4", "--rerank", "4", "--format", "jsonl"});
     REQUIRE_MESSAGE(gone.status == 0, gone.describe());
     CHECK_MESSAGE(contains(gone.err, "cannot re-rank " + paths[top4[0]]), gone.err);
     const std::vector<json> g = gone.jsonl();
@@ -503,7 +441,7 @@ TEST_SUITE("blip2_cli") {
   }
 
   TEST_CASE("blip2 cli: the web server's ITM re-ranking equals `vislang search --rerank`; bad parameters get 400") {
-    Scratch s;
+    TempDir s;
     const Blip2Db built = build_blip2_db(s);
     const std::string query = "a photo of a red square.";
     auto engine = std::make_shared<search::SearchEngine>(
@@ -541,7 +479,7 @@ TEST_SUITE("blip2_cli") {
     for (const Case& c : {Case{{"-k", "3", "--rerank", "4"}, "&k=3&rerank=4", 3},
                           Case{{"-k", "6", "--rerank", "2"}, "&k=6&rerank=2", 2},  // the other 4 in ITC order
                           Case{{"-k", "3", "--score", "itm"}, "&k=3&score=itm", 3}}) {
-      Result cli = run_vislang(with({"search", "--db", built.db, "--text", query, "--format", "jsonl"}, c.cli));
+      RunResult cli = run_vislang(with({"search", "--db", built.db, "--text", query, "--format", "jsonl"}, c.cli));
       REQUIRE_MESSAGE(cli.status == 0, cli.describe());
       const std::vector<json> want = cli.jsonl();
       const json got = get(q + c.api, 200);
@@ -636,7 +574,7 @@ TEST_SUITE("blip2_cli") {
     mi.config_json = "{}";
     mi.probe = unit(1);
     mi.probe.resize(size_t(Q * D), 0.0f);
-    Scratch s;
+    TempDir s;
     search::IndexDb::create(s / "db", mi, search::IndexKind::FLAT);
     std::vector<std::vector<float>> items;
     std::vector<int64_t> ids;

@@ -15,21 +15,16 @@
 // tokenizer is the shared bpe_simple_vocab_16e6.txt.gz; the images are ../shared/data/images. Cases
 // that need them skip with a MESSAGE when the shared folder is absent (the tokenize --model/--vocab
 // cases need only committed files).
-// The binary is found next to this test executable (<build>/bin/vislang, via /proc/self/exe).
+// The binary runs through tests/test_process.h (<build>/bin/vislang, VISLANG_SHARED_DIR set to the tests' own).
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <random>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -38,27 +33,18 @@
 #include "kernels/ops.h"
 #include "models/blip2/blip2.h"
 #include "models/clip/clip.h"
+#include "tests/test_process.h"
 #include "tests/test_util.h"
 #include "tokenizer/clip_tokenizer.h"
 #include "tokenizer/wordpiece.h"
 #include "weights/safetensors.h"
 
 using namespace vislang;
-using vislang::test::contains;
-using vislang::test::error_of;
+using namespace vislang::test;  // contains, TempDir, run_vislang, ... (tests/test_util.h, test_process.h)
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-std::string binary() {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  REQUIRE_MESSAGE(!ec, "cannot read /proc/self/exe");
-  fs::path bin = self.parent_path() / "vislang";
-  REQUIRE_MESSAGE(fs::exists(bin), str(bin.string(), " not found: build the vislang_cli target"));
-  return bin.string();
-}
 
 std::string model_dir() { return std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/clip/hf_vit"; }
 std::string images_dir() { return test::shared_dir() + "/data/images"; }
@@ -95,86 +81,6 @@ bool need_shared() {
   if (!test::shared_dir().empty()) return true;
   MESSAGE("skipped: the shared data folder (../shared or $VISLANG_SHARED_DIR) is absent: no tokenizer, no images");
   return false;
-}
-
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    dir = fs::temp_directory_path() / ("vislang_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) +
-                                       "_" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Run {
-  int status = -1;  // exit status; 128 + signal when killed
-  std::string out, err;
-  std::string describe() const { return str("exit ", status, "\n--- stdout:\n", out, "--- stderr:\n", err); }
-};
-
-// Runs the binary with `args`; VISLANG_SHARED_DIR points at the shared folder the tests use.
-Run run(const std::vector<std::string>& args) {
-  const std::string bin = binary();
-  TempDir tmp;
-  const std::string out_path = tmp.path("stdout"), err_path = tmp.path("stderr"), shared = test::shared_dir();
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(bin.c_str()));
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (o < 0 || e < 0) ::_exit(126);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    if (!shared.empty()) ::setenv("VISLANG_SHARED_DIR", shared.c_str(), 1);
-    ::execv(bin.c_str(), argv.data());
-    ::_exit(127);
-  }
-  int st = 0;
-  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  Run r;
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
-  return r;
-}
-
-std::vector<std::string> lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  std::string l;
-  while (std::getline(in, l))
-    if (!l.empty()) out.push_back(l);
-  return out;
-}
-
-std::vector<json> jsonl(const Run& r) {
-  std::vector<json> out;
-  for (const std::string& l : lines(r.out)) {
-    try {
-      out.push_back(json::parse(l));
-    } catch (const std::exception& e) {
-      FAIL(str("not a JSON line: ", l, " (", e.what(), ")\n", r.describe()));
-    }
-  }
-  return out;
 }
 
 // The model and its preprocessing, as the CLI sets them up.
@@ -246,41 +152,41 @@ std::vector<float> read_npy(const std::string& path, int64_t& rows, int64_t& col
 
 TEST_SUITE("cli") {
   TEST_CASE("cli: --help lists every command; unknown command and option are usage errors") {
-    Run h = run({"--help"});
+    RunResult h = run_vislang({"--help"});
     CHECK_MESSAGE(h.status == 0, h.describe());
     for (const char* c : {"version", "bench ops", "bench clip", "tokenize", "embed", "zero-shot", "similarity"})
       CHECK_MESSAGE(contains(h.out, c), str("'", c, "' missing from vislang --help:\n", h.out));
     for (const char* c : {"tokenize", "embed", "zero-shot", "similarity"}) {
-      Run r = run({c, "--help"});
+      RunResult r = run_vislang({c, "--help"});
       CHECK_MESSAGE(r.status == 0, r.describe());
       CHECK(contains(r.out, "usage: vislang " + std::string(c)));
     }
-    Run u = run({"frobnicate"});
+    RunResult u = run_vislang({"frobnicate"});
     CHECK(u.status == 2);
     CHECK(contains(u.err, "frobnicate"));
-    Run o = run({"embed", "--model", model_dir(), "--image", "x.png", "--bogus-option", "3"});
+    RunResult o = run_vislang({"embed", "--model", model_dir(), "--image", "x.png", "--bogus-option", "3"});
     CHECK_MESSAGE(o.status == 2, o.describe());
     CHECK_MESSAGE(contains(o.err, "unknown option '--bogus-option'"), o.describe());
     CHECK(o.out.empty());
   }
 
   TEST_CASE("cli: a missing model, a bad --device and an unavailable GPU fail with a clear message") {
-    Run m = run({"embed", "--model", "/nonexistent/clip_model", "--image", "x.png"});
+    RunResult m = run_vislang({"embed", "--model", "/nonexistent/clip_model", "--image", "x.png"});
     CHECK_MESSAGE(m.status == 1, m.describe());
     CHECK_MESSAGE(contains(m.err, "/nonexistent/clip_model"), m.describe());
     CHECK_MESSAGE(contains(m.err, "does not exist"), m.describe());
-    Run d = run({"embed", "--model", model_dir(), "--image", "x.png", "--device", "tpu:0"});
+    RunResult d = run_vislang({"embed", "--model", model_dir(), "--image", "x.png", "--device", "tpu:0"});
     CHECK_MESSAGE(d.status == 2, d.describe());
     CHECK_MESSAGE((contains(d.err, "--device") && contains(d.err, "tpu:0")), d.describe());
-    Run t = run({"embed", "--model", model_dir(), "--image", "x.png", "--dtype", "f8"});
+    RunResult t = run_vislang({"embed", "--model", model_dir(), "--image", "x.png", "--dtype", "f8"});
     CHECK_MESSAGE(t.status == 2, t.describe());
     CHECK_MESSAGE((contains(t.err, "--dtype") && contains(t.err, "f8")), t.describe());
     if (cuda_device_count() == 0) {
-      Run c = run({"embed", "--model", model_dir(), "--image", "x.png", "--device", "cuda:0"});
+      RunResult c = run_vislang({"embed", "--model", model_dir(), "--image", "x.png", "--device", "cuda:0"});
       CHECK_MESSAGE(c.status == 1, c.describe());
       CHECK_MESSAGE(contains(c.err, "CUDA"), c.describe());
     }
-    Run n = run({"embed", "--model", model_dir()});
+    RunResult n = run_vislang({"embed", "--model", model_dir()});
     CHECK_MESSAGE(n.status == 2, n.describe());
     CHECK_MESSAGE(contains(n.err, "no input"), n.describe());
   }
@@ -292,9 +198,9 @@ TEST_SUITE("cli") {
                                             "&amp; <|endoftext|>  spaced   out  "};
     std::vector<std::string> args = {"tokenize", "--bpe", bpe_path()};
     args.insert(args.end(), texts.begin(), texts.end());
-    Run r = run(args);
+    RunResult r = run_vislang(args);
     REQUIRE_MESSAGE(r.status == 0, r.describe());
-    std::vector<std::string> got = lines(r.out);
+    std::vector<std::string> got = r.lines();
     REQUIRE(got.size() == texts.size());
     for (size_t i = 0; i < texts.size(); ++i) {
       std::vector<int32_t> ids = tok.tokenize(texts[i]);
@@ -304,16 +210,16 @@ TEST_SUITE("cli") {
       CHECK_MESSAGE(got[i] == want, str("text ", i, ": got ", got[i], ", want ", want));
     }
     // The shared BPE is found without --bpe too (VISLANG_SHARED_DIR).
-    Run d = run({"tokenize", "a photo of a cat"});
-    CHECK_MESSAGE((d.status == 0 && lines(d.out).size() == 1 && lines(d.out)[0] == lines(r.out)[0]), d.describe());
+    RunResult d = run_vislang({"tokenize", "a photo of a cat"});
+    CHECK_MESSAGE((d.status == 0 && d.lines().size() == 1 && d.lines()[0] == r.lines()[0]), d.describe());
 
     std::string long_text;
     for (int i = 0; i < 100; ++i) long_text += "cat ";
-    Run l = run({"tokenize", "--bpe", bpe_path(), "short", long_text});
+    RunResult l = run_vislang({"tokenize", "--bpe", bpe_path(), "short", long_text});
     CHECK_MESSAGE(l.status == 1, l.describe());
     CHECK_MESSAGE((contains(l.err, "102 tokens") && contains(l.err, "77") && contains(l.err, "cat cat")), l.describe());
     CHECK_MESSAGE(l.out.empty(), str("no partial output on error:\n", l.describe()));
-    Run t = run({"tokenize", "--bpe", bpe_path(), "--truncate", long_text});
+    RunResult t = run_vislang({"tokenize", "--bpe", bpe_path(), "--truncate", long_text});
     REQUIRE_MESSAGE(t.status == 0, t.describe());
     check_truncated(t.out, 77, tok.sot_id(), tok.eot_id());
   }
@@ -336,28 +242,28 @@ TEST_SUITE("cli") {
     CHECK(want == hf_ids);
     std::vector<std::string> args = {"tokenize", "--model", hf};
     args.insert(args.end(), texts.begin(), texts.end());
-    Run r = run(args);
+    RunResult r = run_vislang(args);
     REQUIRE_MESSAGE(r.status == 0, r.describe());
-    CHECK(lines(r.out) == want);
+    CHECK(r.lines() == want);
     // Only the config is read, not the weights: the same folder without model.safetensors gives the same.
     TempDir cfg_only;
     for (const char* f : {"config.json", "vocab.txt", "tokenizer_config.json"})
-      if (fs::exists(hf + "/" + f)) fs::copy_file(hf + "/" + f, cfg_only.dir / f);
-    args[2] = cfg_only.dir.string();
-    Run c = run(args);
+      if (fs::exists(hf + "/" + f)) fs::copy_file(hf + "/" + f, cfg_only.dir() / f);
+    args[2] = cfg_only.dir().string();
+    RunResult c = run_vislang(args);
     REQUIRE_MESSAGE(c.status == 0, c.describe());
-    CHECK(lines(c.out) == want);
+    CHECK(c.lines() == want);
     args[2] = hf;
     // The same vocabulary without the model: its tokenizer_config.json's limit (32) is the model's here.
     args[1] = "--vocab";
-    Run v = run(args);
+    RunResult v = run_vislang(args);
     REQUIRE_MESSAGE(v.status == 0, v.describe());
-    CHECK(lines(v.out) == want);
+    CHECK(v.lines() == want);
 
     // --tokens: the ids, a tab, the vocabulary strings ("##" pieces as they are).
-    Run t = run({"tokenize", "--model", hf, "--tokens", "a zebra", texts[0]});
+    RunResult t = run_vislang({"tokenize", "--model", hf, "--tokens", "a zebra", texts[0]});
     REQUIRE_MESSAGE(t.status == 0, t.describe());
-    const std::vector<std::string> tl = lines(t.out);
+    const std::vector<std::string> tl = t.lines();
     REQUIRE(tl.size() == 2);
     for (const std::string& l : tl) {
       const size_t tab = l.find('\t');
@@ -376,17 +282,17 @@ TEST_SUITE("cli") {
     for (int i = 0; i < 40; ++i) long_text += "cat ";
     const size_t n = w.encode(long_text).size();
     REQUIRE(n > 32);
-    Run l = run({"tokenize", "--model", hf, "short", long_text});
+    RunResult l = run_vislang({"tokenize", "--model", hf, "short", long_text});
     CHECK_MESSAGE(l.status == 1, l.describe());
     CHECK_MESSAGE((contains(l.err, str(n, " tokens")) && contains(l.err, "32") && contains(l.err, "cat cat")),
                   l.describe());
     CHECK_MESSAGE(l.out.empty(), l.describe());
-    Run lv = run({"tokenize", "--vocab", hf + "/vocab.txt", "--context-length", "20", long_text});
+    RunResult lv = run_vislang({"tokenize", "--vocab", hf + "/vocab.txt", "--context-length", "20", long_text});
     CHECK_MESSAGE((lv.status == 1 && contains(lv.err, str(n, " tokens")) && contains(lv.err, "20")), lv.describe());
-    Run tr = run({"tokenize", "--model", hf, "--truncate", long_text});
+    RunResult tr = run_vislang({"tokenize", "--model", hf, "--truncate", long_text});
     REQUIRE_MESSAGE(tr.status == 0, tr.describe());
     const WordPieceTokenizer::Batch bt = m.tokenize(w, {long_text}, true);
-    CHECK(lines(tr.out) == unpadded(bt.ids, bt.attention_mask));
+    CHECK(tr.lines() == unpadded(bt.ids, bt.attention_mask));
     check_truncated(tr.out, 32, w.cls_id(), w.sep_id());
   }
 
@@ -398,9 +304,9 @@ TEST_SUITE("cli") {
     const std::vector<std::string> texts = {"a photo of a cat", "Hello, World! It's a red square."};
     std::vector<std::string> args = {"tokenize", "--model", toy, "--tokens"};
     args.insert(args.end(), texts.begin(), texts.end());
-    Run r = run(args);
+    RunResult r = run_vislang(args);
     REQUIRE_MESSAGE(r.status == 0, r.describe());
-    const std::vector<std::string> got = lines(r.out);
+    const std::vector<std::string> got = r.lines();
     REQUIRE(got.size() == texts.size());
     for (size_t i = 0; i < texts.size(); ++i) {
       const std::vector<int32_t> ids = tok.tokenize(texts[i], ctx);  // SOT ... EOT, zero padding
@@ -414,37 +320,37 @@ TEST_SUITE("cli") {
     }
     std::string long_text;
     for (int i = 0; i < 30; ++i) long_text += "cat ";
-    Run l = run({"tokenize", "--model", toy, long_text});
+    RunResult l = run_vislang({"tokenize", "--model", toy, long_text});
     CHECK_MESSAGE(l.status == 1, l.describe());
     CHECK_MESSAGE((contains(l.err, str(tok.encode(long_text).size() + 2, " tokens")) &&
                    contains(l.err, str("context length ", ctx))), l.describe());
-    Run t = run({"tokenize", "--model", toy, "--truncate", long_text});
+    RunResult t = run_vislang({"tokenize", "--model", toy, "--truncate", long_text});
     REQUIRE_MESSAGE(t.status == 0, t.describe());
     check_truncated(t.out, size_t(ctx), tok.sot_id(), tok.eot_id());
   }
 
   TEST_CASE("cli: tokenize refuses two tokenizers and names a bad model or vocabulary path") {
     const std::string hf = blip2_dir(), toy = std::string(VISLANG_SOURCE_DIR) + "/weights/toy_clip";
-    Run bv = run({"tokenize", "--bpe", toy, "--vocab", hf, "a cat"});
+    RunResult bv = run_vislang({"tokenize", "--bpe", toy, "--vocab", hf, "a cat"});
     CHECK_MESSAGE((bv.status == 2 && contains(bv.err, "--bpe") && contains(bv.err, "--vocab")), bv.describe());
-    Run mc = run({"tokenize", "--model", toy, "--context-length", "10", "a cat"});
+    RunResult mc = run_vislang({"tokenize", "--model", toy, "--context-length", "10", "a cat"});
     CHECK_MESSAGE((mc.status == 2 && contains(mc.err, "--model") && contains(mc.err, "--context-length")), mc.describe());
-    Run mb = run({"tokenize", "--model", hf, "--bpe", toy, "a cat"});  // BLIP-2 model, CLIP tokenizer
+    RunResult mb = run_vislang({"tokenize", "--model", hf, "--bpe", toy, "a cat"});  // BLIP-2 model, CLIP tokenizer
     CHECK_MESSAGE((mb.status == 2 && contains(mb.err, "--bpe") && contains(mb.err, hf)), mb.describe());
-    Run mv = run({"tokenize", "--model", toy, "--vocab", hf, "a cat"});  // CLIP model, BERT vocabulary
+    RunResult mv = run_vislang({"tokenize", "--model", toy, "--vocab", hf, "a cat"});  // CLIP model, BERT vocabulary
     CHECK_MESSAGE((mv.status == 2 && contains(mv.err, "--vocab") && contains(mv.err, toy)), mv.describe());
-    for (Run* x : {&bv, &mc, &mb, &mv}) CHECK(x->out.empty());
+    for (RunResult* x : {&bv, &mc, &mb, &mv}) CHECK(x->out.empty());
 
-    Run nm = run({"tokenize", "--model", "/nonexistent/blip2_model", "a cat"});
+    RunResult nm = run_vislang({"tokenize", "--model", "/nonexistent/blip2_model", "a cat"});
     CHECK_MESSAGE((nm.status == 1 && contains(nm.err, "/nonexistent/blip2_model") && contains(nm.err, "expected")),
                   nm.describe());
-    Run nv = run({"tokenize", "--vocab", "/nonexistent/vocab.txt", "a cat"});
+    RunResult nv = run_vislang({"tokenize", "--vocab", "/nonexistent/vocab.txt", "a cat"});
     CHECK_MESSAGE((nv.status == 1 && contains(nv.err, "/nonexistent/vocab.txt") && contains(nv.err, "vocab.txt")),
                   nv.describe());
     const std::string no_vocab = std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/blip2";
-    Run fv = run({"tokenize", "--vocab", no_vocab, "a cat"});
+    RunResult fv = run_vislang({"tokenize", "--vocab", no_vocab, "a cat"});
     CHECK_MESSAGE((fv.status == 1 && contains(fv.err, no_vocab) && contains(fv.err, "without vocab.txt")), fv.describe());
-    Run nb = run({"tokenize", "--bpe", "/nonexistent/bpe.txt.gz", "a cat"});
+    RunResult nb = run_vislang({"tokenize", "--bpe", "/nonexistent/bpe.txt.gz", "a cat"});
     CHECK_MESSAGE((nb.status == 1 && contains(nb.err, "/nonexistent/bpe.txt.gz") && contains(nb.err, "expected")),
                   nb.describe());
   }
@@ -453,10 +359,10 @@ TEST_SUITE("cli") {
     if (!need_shared()) return;
     InProcess ip;
     const std::vector<std::string> imgs = {images_dir() + "/astronaut.png", images_dir() + "/coffee.png"};
-    Run r = run({"embed", "--model", model_dir(), "--image", imgs[0], imgs[1]});
+    RunResult r = run_vislang({"embed", "--model", model_dir(), "--image", imgs[0], imgs[1]});
     REQUIRE_MESSAGE(r.status == 0, r.describe());
     CHECK_MESSAGE(r.err.empty(), str("stderr should be clean without --progress:\n", r.err));
-    std::vector<json> rows = jsonl(r);
+    std::vector<json> rows = r.jsonl();
     REQUIRE(rows.size() == 2);
     std::vector<std::vector<float>> got;
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -467,9 +373,9 @@ TEST_SUITE("cli") {
     CHECK_MESSAGE(d <= 1e-6, str("max |diff| image embeddings ", d));
 
     const std::vector<std::string> texts = {"a photo of an astronaut", "a cup of coffee", "dog"};
-    Run t = run({"embed", "--model", model_dir(), "--text", texts[0], texts[1], texts[2], "--normalize", "--batch", "2"});
+    RunResult t = run_vislang({"embed", "--model", model_dir(), "--text", texts[0], texts[1], texts[2], "--normalize", "--batch", "2"});
     REQUIRE_MESSAGE(t.status == 0, t.describe());
-    std::vector<json> trows = jsonl(t);
+    std::vector<json> trows = t.jsonl();
     REQUIRE(trows.size() == 3);
     got.clear();
     for (size_t i = 0; i < trows.size(); ++i) {
@@ -487,13 +393,13 @@ TEST_SUITE("cli") {
     if (!need_shared()) return;
     InProcess ip;
     TempDir dir;
-    fs::create_directories(dir.dir / "photos" / "sub");
+    fs::create_directories(dir.dir() / "photos" / "sub");
     fs::copy_file(images_dir() + "/astronaut.png", dir.path("photos/astronaut.png"));
     fs::copy_file(images_dir() + "/coffee.png", dir.path("photos/sub/coffee.png"));
     fs::copy_file(images_dir() + "/truncated.jpg", dir.path("photos/truncated.jpg"));
     std::ofstream(dir.path("photos/notes.txt")) << "not an image\n";
     const std::string out = dir.path("emb.npy");
-    Run r = run({"embed", "--model", model_dir(), "--images-dir", dir.path("photos"), "--out", out, "--progress"});
+    RunResult r = run_vislang({"embed", "--model", model_dir(), "--images-dir", dir.path("photos"), "--out", out, "--progress"});
     REQUIRE_MESSAGE(r.status == 0, r.describe());
     CHECK(r.out.empty());
     CHECK_MESSAGE((contains(r.err, "truncated.jpg") && contains(r.err, "truncated")), r.describe());
@@ -507,12 +413,12 @@ TEST_SUITE("cli") {
     // Sorted walk: photos/astronaut.png, photos/sub/coffee.png (photos/truncated.jpg skipped).
     double d = max_diff(got, ip.images({dir.path("photos/astronaut.png"), dir.path("photos/sub/coffee.png")}));
     CHECK_MESSAGE(d <= 1e-6, str("max |diff| .npy rows ", d));
-    for (const auto& e : fs::directory_iterator(dir.dir))
+    for (const auto& e : fs::directory_iterator(dir.dir()))
       CHECK_MESSAGE(!contains(e.path().filename().string(), ".tmp"), str("temporary file left: ", e.path().string()));
 
     // Every input bad: exit 1, nothing written.
     const std::string none = dir.path("none.npy");
-    Run bad = run({"embed", "--model", model_dir(), "--image", dir.path("photos/truncated.jpg"), "--out", none});
+    RunResult bad = run_vislang({"embed", "--model", model_dir(), "--image", dir.path("photos/truncated.jpg"), "--out", none});
     CHECK_MESSAGE(bad.status == 1, bad.describe());
     CHECK(!fs::exists(none));
   }
@@ -528,11 +434,11 @@ TEST_SUITE("cli") {
       for (const std::string& t : templates) f << t << "\n";
     }
     const std::vector<std::string> imgs = {images_dir() + "/astronaut.png", images_dir() + "/rocket.jpg"};
-    Run r = run({"zero-shot", "--model", model_dir(), "--image", imgs[0], imgs[1], "--labels", "cat, rocket,astronaut",
+    RunResult r = run_vislang({"zero-shot", "--model", model_dir(), "--image", imgs[0], imgs[1], "--labels", "cat, rocket,astronaut",
                  "--labels", "cup of coffee", "--templates", dir.path("templates.txt"), "--top-k", "10", "--format",
                  "jsonl"});
     REQUIRE_MESSAGE(r.status == 0, r.describe());
-    std::vector<json> rows = jsonl(r);
+    std::vector<json> rows = r.jsonl();
     REQUIRE(rows.size() == 2);
 
     // In-process: per class, normalize each template's embedding, mean, renormalize.
@@ -565,11 +471,11 @@ TEST_SUITE("cli") {
     }
 
     // The table format and the built-in template sets.
-    Run t = run({"zero-shot", "--model", model_dir(), "--image", imgs[0], "--labels", "cat,dog", "--templates", "cifar"});
+    RunResult t = run_vislang({"zero-shot", "--model", model_dir(), "--image", imgs[0], "--labels", "cat,dog", "--templates", "cifar"});
     REQUIRE_MESSAGE(t.status == 0, t.describe());
     CHECK(contains(t.out, imgs[0]));
     CHECK(contains(t.out, "%  cat"));
-    Run bad = run({"zero-shot", "--model", model_dir(), "--image", imgs[0], "--labels", "cat", "--templates", "nonsense"});
+    RunResult bad = run_vislang({"zero-shot", "--model", model_dir(), "--image", imgs[0], "--labels", "cat", "--templates", "nonsense"});
     CHECK_MESSAGE(bad.status == 2, bad.describe());
     CHECK(contains(bad.err, "nonsense"));
   }
@@ -579,10 +485,10 @@ TEST_SUITE("cli") {
     InProcess ip;
     const std::vector<std::string> imgs = {images_dir() + "/chelsea.png", images_dir() + "/camera.png"};
     const std::vector<std::string> texts = {"a cat", "a man with a camera", "a rocket"};
-    Run r = run({"similarity", "--model", model_dir(), "--image", imgs[0], imgs[1], "--text", texts[0], texts[1], texts[2],
+    RunResult r = run_vislang({"similarity", "--model", model_dir(), "--image", imgs[0], imgs[1], "--text", texts[0], texts[1], texts[2],
                  "--format", "jsonl"});
     REQUIRE_MESSAGE(r.status == 0, r.describe());
-    std::vector<json> rows = jsonl(r);
+    std::vector<json> rows = r.jsonl();
     REQUIRE(rows.size() == 2);
     std::vector<std::vector<float>> got;
     for (const json& j : rows) {
@@ -591,13 +497,13 @@ TEST_SUITE("cli") {
     }
     double d = max_diff(got, ip.model.logits_per_image(ip.images(imgs), ip.texts(texts)));
     CHECK_MESSAGE(d <= 1e-5, str("max |diff| logits ", d));
-    Run t = run({"similarity", "--model", model_dir(), "--image", imgs[0], "--text", texts[0], texts[1]});
+    RunResult t = run_vislang({"similarity", "--model", model_dir(), "--image", imgs[0], "--text", texts[0], texts[1]});
     REQUIRE_MESSAGE(t.status == 0, t.describe());
-    CHECK(lines(t.out).size() == 3);  // caption, header, one row
+    CHECK(t.lines().size() == 3);  // caption, header, one row
   }
 
   TEST_CASE("cli: bench clip on the fixture model and on a random ViT-B/32 preset") {
-    Run r = run({"bench", "clip", "--model", model_dir(), "--batch", "2", "--reps", "1", "--warmup", "0", "--format", "json"});
+    RunResult r = run_vislang({"bench", "clip", "--model", model_dir(), "--batch", "2", "--reps", "1", "--warmup", "0", "--format", "json"});
     REQUIRE_MESSAGE(r.status == 0, r.describe());
     json j = json::parse(r.out);
     CHECK(j["images_per_s"].get<double>() > 0);
@@ -610,7 +516,7 @@ TEST_SUITE("cli") {
     CHECK(j["params"].get<int64_t>() == params);
 
     // Random weights at ViT-B/32 shape: written by a child process, loaded with every name checked.
-    Run p = run({"bench", "clip", "--model", "ViT-B/32", "--batch", "1", "--reps", "1", "--warmup", "0", "--tower",
+    RunResult p = run_vislang({"bench", "clip", "--model", "ViT-B/32", "--batch", "1", "--reps", "1", "--warmup", "0", "--tower",
                  "image", "--format", "json"});
     REQUIRE_MESSAGE(p.status == 0, p.describe());
     json pj = json::parse(p.out);

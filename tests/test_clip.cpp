@@ -15,15 +15,12 @@
 #include <doctest/doctest.h>
 
 #include "tests/test_util.h"
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -33,6 +30,7 @@
 using namespace vislang;
 using vislang::test::contains;
 using vislang::test::error_of;
+using vislang::test::TempDir;
 using namespace vislang::clip;
 namespace fs = std::filesystem;
 
@@ -44,21 +42,6 @@ constexpr double kRelTol = 1e-4;     // max |diff| <= kRelTol * max |ref|
 constexpr double kMinCosine = 0.99999;
 
 std::string clip_dir() { return std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/clip"; }
-
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    dir = fs::temp_directory_path() / ("vislang_clip_" + std::to_string(::getpid()) + "_" +
-                                       std::to_string(counter++) + "_" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
 
 // The reference file of a fixture folder, its version checked.
 SafeTensorsFile open_reference(const std::string& dir) {

@@ -12,7 +12,6 @@
 // so JPEG inputs then get a bound of 3 levels after resize and their exact-decode checks are skipped
 // with a message. Normalized tensors: |diff| <= 1e-5 + L / 255 / std[c], L the pixel bound above.
 #include <doctest/doctest.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -34,6 +33,7 @@
 using namespace vislang;
 using vislang::test::contains;
 using vislang::test::error_of;
+using vislang::test::TempDir;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -115,25 +115,6 @@ PreprocessConfig config_of(const json& e) {
 }
 
 std::string short_name(const std::string& p) { return fs::path(p).filename().string(); }
-
-// A scratch directory, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("vislang_test_image_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::vector<uint8_t>& bytes) const {
-    std::string p = (path / name).string();
-    std::ofstream f(p, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-};
 
 
 // ---- PNGs written here, for the fast PNG path's tests --------------------------------------------
@@ -441,12 +422,12 @@ TEST_SUITE("image") {
       for (const auto& r : reasons) any = any || contains(msg, r);
       CHECK_MESSAGE(any, what, ": the message does not give the reason");
     };
-    std::string missing = (tmp.path / "no_such_image.png").string();
+    std::string missing = tmp.path("no_such_image.png");
     expect("missing path", [&] { load_image(missing); }, missing, {"No such file"});
-    expect("directory", [&] { load_image(tmp.path.string()); }, tmp.path.string(), {"directory"});
-    std::string empty = tmp.write("empty.jpg", {});
+    expect("directory", [&] { load_image(tmp.dir().string()); }, tmp.dir().string(), {"directory"});
+    std::string empty = tmp.write("empty.jpg", "");
     expect("empty file", [&] { load_image(empty); }, empty, {"empty"});
-    std::string text = tmp.write("notes.png", {'h', 'e', 'l', 'l', 'o', ' ', 'w', 'o', 'r', 'l', 'd'});
+    std::string text = tmp.write("notes.png", "hello world");
     expect("not an image", [&] { load_image(text); }, text, {"unsupported", "unrecognised"});
     std::vector<uint8_t> webp = {'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', ' '};
     std::string wp = tmp.write("photo.webp", webp);
@@ -484,11 +465,11 @@ TEST_SUITE("image") {
   TEST_CASE("the batch helper reports a bad file and continues") {
     TempDir tmp;
     std::string good1 = fixture_dir() + "/inputs/odd_225x223_l.png", good2 = fixture_dir() + "/inputs/gif_pil.gif";
-    std::string missing = (tmp.path / "missing.jpg").string();
+    std::string missing = tmp.path("missing.jpg");
     std::vector<uint8_t> bytes = read_bytes(fixture_dir() + "/inputs/jpeg_420.jpeg");
     bytes.resize(bytes.size() / 2);
     std::string cut = tmp.write("cut.jpg", bytes);
-    std::vector<std::string> paths = {good1, missing, cut, tmp.path.string(), good2};
+    std::vector<std::string> paths = {good1, missing, cut, tmp.dir().string(), good2};
     PreprocessConfig cfg;
     cfg.size = 64;
     auto results = preprocess_files(paths, cfg, 3);

@@ -6,41 +6,28 @@
 //     config, and its hand-composed passes equal the library's (it exits 1 otherwise);
 //   * a short training run from scratch lowers the ITC loss and beats chance in the batch;
 //   * a broken model folder, or an image encoder other than the one it was trained on, is an error.
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include <omp.h>
-#include <unistd.h>
 
 #include <doctest/doctest.h>
 
-#include "test_util.h"
+#include "tests/test_process.h"
+#include "tests/test_util.h"
 #include "train/qformer_recipe.h"
 
 using namespace vislang;
 using vislang::test::contains;
+using vislang::test::slurp;
+using vislang::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
 std::string repo(const std::string& rel) { return std::string(VISLANG_SOURCE_DIR) + "/" + rel; }
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-fs::path scratch(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("vislang_qformer_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
 
 }  // namespace
 
@@ -78,21 +65,16 @@ TEST_CASE("the committed toy Q-Former retrieves captions and colours far above c
 }
 
 TEST_CASE("the walkthrough runs and prints the config's shapes and cross-attending layers") {
-  std::error_code ec;
-  fs::path bin = fs::read_symlink("/proc/self/exe", ec).parent_path() / "qformer_walkthrough";
-  REQUIRE_MESSAGE(fs::exists(bin), bin.string(), " not found: build the qformer_walkthrough target");
   train::ToyQFormerBundle m = train::load_toy_qformer(repo("weights/toy_qformer"), repo("weights/toy_clip"));
   const blip2::Blip2Config& c = m.model.cfg;
   const int64_t n = 3, N1 = 1 + c.vision.num_patches();
-  std::string cmd = "cd " + repo("") + " && " + bin.string() + " --images " + std::to_string(n) + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  for (size_t k; (k = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, k);
-  const int status = ::pclose(p);
+  test::RunOptions o;
+  o.cwd = repo("");
+  o.merge_stderr = true;
+  const test::RunResult run = test::run_program("qformer_walkthrough", {"--images", std::to_string(n)}, o);
+  const std::string& out = run.out;  // stdout and stderr
   INFO(out);
-  REQUIRE(status == 0);  // the walkthrough exits 1 when its passes differ from the library's
+  REQUIRE(run.status == 0);  // the walkthrough exits 1 when its passes differ from the library's
   auto shape = [](std::vector<int64_t> s) { return shape_str(s); };
   CHECK(contains(out, shape({n, N1, c.qformer.encoder_width})));           // the image tokens
   CHECK(contains(out, shape({n, c.num_query_tokens, c.qformer.width})));   // the queries in every layer
@@ -113,10 +95,10 @@ TEST_CASE("the walkthrough runs and prints the config's shapes and cross-attendi
 }
 
 TEST_CASE("a short toy-qformer run from scratch lowers the ITC loss and beats chance in the batch") {
-  fs::path out = scratch("train");
+  TempDir out;
   train::QFormerRecipeOptions o;
   o.clip = repo("weights/toy_clip");
-  o.out = out.string();
+  o.out = out.dir().string();
   o.steps = 60;
   o.batch = 32;
   o.warmup = 10;
@@ -132,11 +114,11 @@ TEST_CASE("a short toy-qformer run from scratch lowers the ITC loss and beats ch
           " -> ", r.final_batch_acc, " (chance 1/32), ", r.train_seconds, " s");
   CHECK(r.final_loss < r.first_loss - 0.3);
   CHECK(r.final_batch_acc > 8.0 / 32);  // measured 0.62
-  fs::remove_all(out);
 }
 
 TEST_CASE("a broken toy Q-Former folder, or another image encoder, is an error naming the file") {
-  fs::path d = scratch("broken");
+  TempDir tmp;
+  const fs::path& d = tmp.dir();
   std::string e = test::error_of([&] { train::load_toy_qformer(d.string()); });
   CHECK(contains(e, "model.safetensors and vocab.txt"));
   fs::copy_file(repo("weights/toy_qformer/model.safetensors"), d / "model.safetensors");
@@ -157,7 +139,6 @@ TEST_CASE("a broken toy Q-Former folder, or another image encoder, is an error n
   }
   e = test::error_of([&] { train::load_toy_qformer(repo("weights/toy_qformer"), clip.string()); });
   CHECK(contains(e, "XXH64"));
-  fs::remove_all(d);
 }
 
 }  // TEST_SUITE

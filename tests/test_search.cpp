@@ -14,11 +14,7 @@
 // Model: the committed fixture tests/fixtures/clip/hf_vit (random weights, 16-d); the tokenizer is the
 // shared bpe_simple_vocab_16e6.txt.gz (text cases skip with a message when ../shared is absent).
 #include <doctest/doctest.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <httplib.h>
 
@@ -28,7 +24,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -44,14 +39,12 @@
 #include "search/indexer.h"
 #include "search/server.h"
 #include "search/toy_folder.h"
+#include "tests/test_process.h"
 #include "tests/test_util.h"
-
-extern char** environ;
 
 using namespace vislang;
 using namespace vislang::search;
-using vislang::test::contains;
-using vislang::test::error_of;
+using namespace vislang::test;  // contains, TempDir, run_vislang, ... (tests/test_util.h, test_process.h)
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -61,30 +54,6 @@ std::string fixture_model() { return std::string(VISLANG_SOURCE_DIR) + "/tests/f
 std::string other_model() { return std::string(VISLANG_SOURCE_DIR) + "/tests/fixtures/clip/openai_rn.safetensors"; }
 std::string bpe_path() { return test::shared_dir() + "/data/clip/bpe_simple_vocab_16e6.txt.gz"; }
 bool have_tokenizer() { return !test::shared_dir().empty() && fs::exists(bpe_path()); }
-
-std::string vislang_binary() {
-  fs::path bin = fs::read_symlink("/proc/self/exe").parent_path() / "vislang";
-  REQUIRE_MESSAGE(fs::exists(bin), str(bin.string(), " not found: build the vislang_cli target"));
-  return bin.string();
-}
-
-// A scratch folder (mkdtemp), removed with everything in it.
-class Scratch {
- public:
-  Scratch() {
-    std::string pattern = (fs::temp_directory_path() / "vislang_search_XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    root_ = pattern;
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (root_ / name).string(); }
-
- private:
-  fs::path root_;
-};
 
 std::shared_ptr<Embedder> fixture_embedder(bool with_tokenizer = true) {
   std::unique_ptr<ClipTokenizer> tok;
@@ -103,57 +72,10 @@ toy::ToyWorld plain_world(int image_size = 64) {
   return toy::ToyWorld(c);
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
-
 double dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;
   for (size_t i = 0; i < a.size(); ++i) s += double(a[i]) * b[i];
   return s;
-}
-
-// ---- running the binary -----------------------------------------------------------------------------
-struct Child {
-  pid_t pid = -1;
-  std::string out_path, err_path;
-  int wait() {
-    int st = 0;
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-  std::string out() const { return slurp(out_path); }
-  std::string err() const { return slurp(err_path); }
-};
-
-// Starts build/bin/vislang ARGS with stdout/stderr going to files in `scratch_dir`.
-Child spawn(const std::vector<std::string>& args, const std::string& scratch_dir) {
-  static std::atomic<int> n{0};
-  Child c;
-  const int id = n++;
-  c.out_path = scratch_dir + "/out" + std::to_string(id);
-  c.err_path = scratch_dir + "/err" + std::to_string(id);
-  const std::string bin = vislang_binary();
-  std::vector<char*> argv{const_cast<char*>(bin.c_str())};
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  const int rc = posix_spawn(&c.pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE(rc == 0);
-  return c;
 }
 
 // ---- a folder with good and bad files ---------------------------------------------------------------
@@ -162,7 +84,7 @@ struct Folder {
   std::vector<ToyFolderItem> items;
 };
 
-Folder make_folder(const Scratch& s, int64_t n, int image_size = 64) {
+Folder make_folder(const TempDir& s, int64_t n, int image_size = 64) {
   Folder f{s / "images", {}};
   f.items = write_toy_folder(plain_world(image_size), f.dir, n, toy::Split::TEST);
   return f;
@@ -172,7 +94,7 @@ Folder make_folder(const Scratch& s, int64_t n, int image_size = 64) {
 // (pixels within 40 levels of the object's colour kept), with captions.csv and labels.csv. A
 // random-weight image tower mostly sees an image's mean colour, which in the toy world is the random
 // background's; here it is the object's.
-Folder make_neutral_folder(const Scratch& s, int64_t n) {
+Folder make_neutral_folder(const TempDir& s, int64_t n) {
   const toy::ToyWorld w = plain_world();
   Folder f{s / "neutral", {}};
   fs::create_directories(f.dir);
@@ -206,7 +128,7 @@ Folder make_neutral_folder(const Scratch& s, int64_t n) {
   return f;
 }
 
-void add_bad_files(const Scratch& s, const Folder& f) {
+void add_bad_files(const TempDir& s, const Folder& f) {
   const std::string good = slurp(f.dir + "/" + f.items[0].file);
   spit(f.dir + "/truncated.png", good.substr(0, good.size() / 2));
   spit(f.dir + "/corrupt.jpg", std::string("\xff\xd8\xff\xe0 this is not really a JPEG", 34));
@@ -268,7 +190,7 @@ TEST_CASE("coalescer: concurrent requests are batched and each caller gets its o
 }
 
 TEST_CASE("index: build, metadata, failures, queries, incremental add, prune") {
-  Scratch s;
+  TempDir s;
   Folder f = make_folder(s, 40);
   add_bad_files(s, f);
   auto emb = fixture_embedder();
@@ -400,7 +322,7 @@ TEST_CASE("index: build, metadata, failures, queries, incremental add, prune") {
 }
 
 TEST_CASE("index: hnsw and ivf kinds find an indexed image first") {
-  Scratch s;
+  TempDir s;
   Folder f = make_folder(s, 120);
   auto emb = fixture_embedder(false);
   for (IndexKind kind : {IndexKind::HNSW, IndexKind::IVF}) {
@@ -430,7 +352,7 @@ TEST_CASE("index: hnsw and ivf kinds find an indexed image first") {
 }
 
 TEST_CASE("index: a stale or torn vector file is rebuilt from the SQLite rows") {
-  Scratch s;
+  TempDir s;
   Folder f = make_folder(s, 24);
   auto emb = fixture_embedder(false);
   const std::string db_path = s / "db";
@@ -482,7 +404,7 @@ TEST_CASE("index: a stale or torn vector file is rebuilt from the SQLite rows") 
 }
 
 TEST_CASE("index: a DB built with one model refuses another") {
-  Scratch s;
+  TempDir s;
   auto emb = fixture_embedder(false);
   const std::string db_path = s / "db";
   IndexDb::create(db_path, emb->info(), IndexKind::FLAT);
@@ -496,14 +418,13 @@ TEST_CASE("index: a DB built with one model refuses another") {
   SearchEngine ok(db, again);
   // And through the CLI: exit 1 with the message.
   Folder f = make_folder(s, 2);
-  Child c = spawn({"search", "--db", db_path, "--model", other_model(), "--image", f.dir + "/" + f.items[0].file},
-                  s / "");
-  CHECK(c.wait() == 1);
-  CHECK(contains(c.err(), "different model"));
+  RunResult c = run_vislang({"search", "--db", db_path, "--model", other_model(), "--image", f.dir + "/" + f.items[0].file});
+  CHECK(c.status == 1);
+  CHECK(contains(c.err, "different model"));
 }
 
 TEST_CASE("index: SIGKILL during build/add keeps every committed batch and a consistent DB") {
-  Scratch s;
+  TempDir s;
   // 300 larger images in batches of 4: a build of ~75 commits that lasts long enough to be killed
   // at many different points (before the DB exists, between commits, inside one, while saving).
   Folder f = make_folder(s, 300, 256);
@@ -517,8 +438,8 @@ TEST_CASE("index: SIGKILL during build/add keeps every committed batch and a con
   };
   // How long an uninterrupted build takes here (then removed).
   auto t0 = std::chrono::steady_clock::now();
-  Child full = spawn(args("build"), s / "");
-  REQUIRE_MESSAGE(full.wait() == 0, full.err());
+  RunResult full = run_vislang(args("build"));
+  REQUIRE_MESSAGE(full.status == 0, full.describe());
   const double full_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fs::remove_all(db_path);
   MESSAGE("an uninterrupted build of 300 images takes " << full_s << " s");
@@ -541,7 +462,7 @@ TEST_CASE("index: SIGKILL during build/add keeps every committed batch and a con
       rows_before = 0;
     }
     const bool exists = IndexDb::exists(db_path);
-    Child c = spawn(args(exists ? "add" : "build"), s / "");
+    Process c = start_vislang(args(exists ? "add" : "build"));
     // Even trials: a random moment early on (loading the model, creating the DB, the first batches).
     // Odd trials: once a random number of images is reported committed, plus 0-3 ms (inside a batch).
     double at = 0;
@@ -550,15 +471,11 @@ TEST_CASE("index: SIGKILL during build/add keeps every committed batch and a con
     else target = std::uniform_int_distribution<int64_t>(1, 250 - rows_before > 1 ? 250 - rows_before : 1)(rng);
     const auto start = std::chrono::steady_clock::now();
     for (;;) {
-      int st = 0;
-      if (::waitpid(c.pid, &st, WNOHANG) == c.pid) {  // finished before the kill
-        c.pid = -1;
-        break;
-      }
+      if (c.finished()) break;  // finished before the kill
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if ((target == 0 && t >= at) || (target > 0 && last_committed(c.err()) >= target) || t > 60) {
         if (target > 0) std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
-        ::kill(c.pid, SIGKILL);
+        c.kill(SIGKILL);
         kills += c.wait() == 128 + SIGKILL;
         break;
       }
@@ -592,8 +509,8 @@ TEST_CASE("index: SIGKILL during build/add keeps every committed batch and a con
   for (int64_t c : committed_at_kill) seen += " " + std::to_string(c);
   MESSAGE("images reported committed when each kill landed:" << seen);
   // Finishing with `index add` gives the complete index.
-  Child fin = spawn(args(IndexDb::exists(db_path) ? "add" : "build"), s / "");
-  REQUIRE_MESSAGE(fin.wait() == 0, fin.err());
+  RunResult fin = run_vislang(args(IndexDb::exists(db_path) ? "add" : "build"));
+  REQUIRE_MESSAGE(fin.status == 0, fin.describe());
   auto db = IndexDb::open(db_path, IndexDb::Mode::READ_ONLY);
   CHECK(db->size() == 300);
   CHECK_FALSE(db->open_info().rebuilt);
@@ -602,7 +519,7 @@ TEST_CASE("index: SIGKILL during build/add keeps every committed batch and a con
 }
 
 TEST_CASE("recommend: the preference vector follows the formula; liking red items surfaces red items") {
-  Scratch s;
+  TempDir s;
   Folder f = make_neutral_folder(s, 160);
   auto emb = fixture_embedder();
   const std::string db_path = s / "db";
@@ -686,7 +603,7 @@ TEST_CASE("recommend: on the toy world with the default (trained) model, liking 
     MESSAGE("skipped: " << model << " does not exist yet (the neutral-background case above covers the pipeline)");
     return;
   }
-  Scratch s;
+  TempDir s;
   const toy::ToyWorld world;
   Folder f{s / "toy", write_toy_folder(world, s / "toy", 240, toy::Split::TEST)};
   // The toy model carries its own tokenizer (vocab.json + merges.txt in its folder).
@@ -714,7 +631,7 @@ TEST_CASE("server: endpoints, security, malformed requests, 200 concurrent reque
     MESSAGE("skipped: the server test needs the shared tokenizer");
     return;
   }
-  Scratch s;
+  TempDir s;
   Folder f = make_folder(s, 48);
   spit(s / "secret.txt", "top secret");
   auto emb = fixture_embedder();
@@ -920,56 +837,52 @@ TEST_CASE("server: endpoints, security, malformed requests, 200 concurrent reque
 }
 
 TEST_CASE("cli: index build, search, recommend, info, serve") {
-  Scratch s;
+  TempDir s;
   Folder f = make_folder(s, 30);
   const std::string db_path = s / "db";
-  Child b = spawn({"index", "build", "--model", fixture_model(), "--images", f.dir, "--db", db_path}, s / "");
-  REQUIRE_MESSAGE(b.wait() == 0, b.err());
-  CHECK(contains(b.out(), "30 new"));
-  CHECK(contains(b.out(), "images/s"));
-  Child again = spawn({"index", "build", "--model", fixture_model(), "--images", f.dir, "--db", db_path}, s / "");
-  CHECK(again.wait() == 1);
-  CHECK(contains(again.err(), "already exists"));
-  Child add = spawn({"index", "add", "--images", f.dir, "--db", db_path}, s / "");
-  REQUIRE_MESSAGE(add.wait() == 0, add.err());
-  CHECK(contains(add.out(), "0 new, 0 updated, 30 unchanged"));
+  RunResult b = run_vislang({"index", "build", "--model", fixture_model(), "--images", f.dir, "--db", db_path});
+  REQUIRE_MESSAGE(b.status == 0, b.describe());
+  CHECK(contains(b.out, "30 new"));
+  CHECK(contains(b.out, "images/s"));
+  RunResult again = run_vislang({"index", "build", "--model", fixture_model(), "--images", f.dir, "--db", db_path});
+  CHECK(again.status == 1);
+  CHECK(contains(again.err, "already exists"));
+  RunResult add = run_vislang({"index", "add", "--images", f.dir, "--db", db_path});
+  REQUIRE_MESSAGE(add.status == 0, add.describe());
+  CHECK(contains(add.out, "0 new, 0 updated, 30 unchanged"));
 
   const std::string q = f.dir + "/" + f.items[3].file;
-  Child sr = spawn({"search", "--db", db_path, "--image", q, "-k", "3", "--format", "jsonl"}, s / "");
-  REQUIRE_MESSAGE(sr.wait() == 0, sr.err());
-  std::istringstream lines(sr.out());
-  std::string line;
-  std::vector<json> rows;
-  while (std::getline(lines, line)) rows.push_back(json::parse(line));
+  RunResult sr = run_vislang({"search", "--db", db_path, "--image", q, "-k", "3", "--format", "jsonl"});
+  REQUIRE_MESSAGE(sr.status == 0, sr.describe());
+  const std::vector<json> rows = sr.jsonl();
   REQUIRE(rows.size() == 3);
   CHECK(rows[0]["rank"] == 1);
   CHECK(rows[0]["path"] == fs::canonical(q).string());
   CHECK(rows[0]["score"].get<double>() > 0.999);
   CHECK(rows[0]["label"] == f.items[3].label);
-  Child tab = spawn({"search", "--db", db_path, "--id", "1", "-k", "2"}, s / "");
-  REQUIRE_MESSAGE(tab.wait() == 0, tab.err());
-  CHECK(contains(tab.out(), "rank"));
-  Child rec = spawn({"recommend", "--db", db_path, "--liked", "1", q, "--disliked", "2", "-k", "4", "--caption-weight",
-                     "0", "--format", "jsonl"},
-                    s / "");
-  REQUIRE_MESSAGE(rec.wait() == 0, rec.err());
-  const std::string rec_out = rec.out();
+  RunResult tab = run_vislang({"search", "--db", db_path, "--id", "1", "-k", "2"});
+  REQUIRE_MESSAGE(tab.status == 0, tab.describe());
+  CHECK(contains(tab.out, "rank"));
+  RunResult rec = run_vislang({"recommend", "--db", db_path, "--liked", "1", q, "--disliked", "2", "-k", "4", "--caption-weight",
+                     "0", "--format", "jsonl"});
+  REQUIRE_MESSAGE(rec.status == 0, rec.describe());
+  const std::string rec_out = rec.out;
   CHECK(std::count(rec_out.begin(), rec_out.end(), '\n') == 4);
-  Child usage = spawn({"search", "--db", db_path}, s / "");
-  CHECK(usage.wait() == 2);
-  CHECK(contains(usage.err(), "exactly one of"));
-  Child info = spawn({"index", "info", "--db", db_path, "--check", "--format", "json"}, s / "");
-  REQUIRE_MESSAGE(info.wait() == 0, info.err());
-  json ij = json::parse(info.out());
+  RunResult usage = run_vislang({"search", "--db", db_path});
+  CHECK(usage.status == 2);
+  CHECK(contains(usage.err, "exactly one of"));
+  RunResult info = run_vislang({"index", "info", "--db", db_path, "--check", "--format", "json"});
+  REQUIRE_MESSAGE(info.status == 0, info.describe());
+  json ij = json::parse(info.out);
   CHECK(ij["images"] == 30);
   CHECK(ij["check"]["ok"] == true);
   fs::remove(f.dir + "/" + f.items[0].file);
-  Child prune = spawn({"index", "prune", "--db", db_path}, s / "");
-  REQUIRE_MESSAGE(prune.wait() == 0, prune.err());
-  CHECK(contains(prune.out(), "1 rows removed, 29 remain"));
+  RunResult prune = run_vislang({"index", "prune", "--db", db_path});
+  REQUIRE_MESSAGE(prune.status == 0, prune.describe());
+  CHECK(contains(prune.out, "1 rows removed, 29 remain"));
 
   // serve: prints its URL, answers, stops on SIGTERM with status 0.
-  Child sv = spawn({"serve", "--db", db_path, "--port", "0"}, s / "");
+  Process sv = start_vislang({"serve", "--db", db_path, "--port", "0"});
   std::smatch m;
   std::string out;
   const std::regex url_re(R"(http://127\.0\.0\.1:(\d+)/)");
@@ -983,7 +896,7 @@ TEST_CASE("cli: index build, search, recommend, info, serve") {
   REQUIRE(h);
   CHECK(h->status == 200);
   CHECK(json::parse(h->body)["images"] == 29);
-  ::kill(sv.pid, SIGTERM);
+  sv.kill(SIGTERM);
   CHECK(sv.wait() == 0);
   CHECK(contains(sv.out(), "stopped"));
 }

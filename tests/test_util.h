@@ -1,12 +1,23 @@
-// tests/test_util.h — comparison helpers shared by the op tests: NaN/Inf check first, then a per-
-// element bound |got - ref| <= atol * scale + rtol * |ref|, where scale = max(1, max |ref|).
-// On failure the message names the worst element (flat index, got, expected).
+// tests/test_util.h — helpers shared by the tests:
+//   compare()      the op tests' check: NaN/Inf first, then a per-element bound
+//                  |got - ref| <= atol * scale + rtol * |ref|, where scale = max(1, max |ref|); on
+//                  failure the message names the worst element (flat index, got, expected);
+//   error_of()     the message of the vislang::Error a call must throw;
+//   random inputs, versioned fixtures, shared_dir() (../shared/data);
+//   TempDir        a fresh scratch folder, removed with everything in it; slurp / spit read and write
+//                  a whole file.
+// Running the vislang binary and the examples: tests/test_process.h.
 #pragma once
 #include <doctest/doctest.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -121,5 +132,51 @@ inline SafeTensorsFile open_versioned_fixture(const std::string& file, const std
 
 // Directory of ../shared/data (VISLANG_SHARED_DIR or <source>/../shared); empty when absent.
 std::string shared_dir();
+
+// ---- files ------------------------------------------------------------------------------------------
+// The whole file as bytes ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+// Writes `bytes` as the whole file (replacing it).
+inline void spit(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A fresh scratch folder <tmp>/<tag>_XXXXXX (mkdtemp: unique across processes and threads), removed
+// with everything in it when the object goes.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "vislang_test") {
+    std::string pattern = (std::filesystem::temp_directory_path() / (tag + "_XXXXXX")).string();
+    REQUIRE_MESSAGE(::mkdtemp(pattern.data()) != nullptr, "cannot create a scratch folder ", pattern);
+    dir_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& dir() const { return dir_; }
+  // <dir>/<name> (nothing is created).
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string operator/(const std::string& name) const { return path(name); }
+  // Writes <dir>/<name> and returns its path.
+  std::string write(const std::string& name, const std::string& bytes) const {
+    spit(path(name), bytes);
+    return path(name);
+  }
+  std::string write(const std::string& name, const std::vector<uint8_t>& bytes) const {
+    return write(name, std::string(bytes.begin(), bytes.end()));
+  }
+
+ private:
+  std::filesystem::path dir_;
+};
 
 }  // namespace vislang::test

@@ -10,13 +10,10 @@
 #include <doctest/doctest.h>
 
 #include "tests/test_util.h"
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <filesystem>
-#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +23,7 @@
 using namespace vislang;
 using vislang::test::contains;
 using vislang::test::error_of;
+using vislang::test::TempDir;
 using namespace vislang::vit;
 namespace fs = std::filesystem;
 
@@ -46,20 +44,6 @@ SafeTensorsFile open_fixture() {
                   " but this test expects ", kVitFixtureVersion, "; ", kRegenerate));
   return f;
 }
-
-struct TempFile {
-  std::string path;
-  TempFile() {
-    static std::atomic<int> counter{0};
-    path = (fs::temp_directory_path() / ("vislang_vit_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(counter++) + "_" + std::to_string(std::random_device{}()) +
-                                         ".safetensors")).string();
-  }
-  ~TempFile() {
-    std::error_code ec;
-    fs::remove(path, ec);
-  }
-};
 
 // Loads the fixture model (weights under "model."), rejecting extra "model.*" tensors.
 VisionTransformer load_fixture_model(const SafeTensorsFile& f) {
@@ -173,34 +157,37 @@ TEST_SUITE("models") {
   TEST_CASE("vit: a mis-shaped weight names its full path and both shapes") {
     SafeTensorsFile src = open_fixture();
     const std::string victim = "model.blocks.1.attn.k_proj.weight";
-    TempFile tmp;
-    save_safetensors(tmp.path, edited(src, [&](const std::string& n, const Tensor& t) {
-                       return n == victim ? Tensor::zeros({64, 65}, t.dtype()) : t;
-                     }), src.metadata());
-    std::string msg = error_of([&] { (void)load_fixture_model(SafeTensorsFile::open(tmp.path)); });
+    TempDir dir;
+    const std::string file = dir.path("model.safetensors");
+    save_safetensors(file, edited(src, [&](const std::string& n, const Tensor& t) {
+                   return n == victim ? Tensor::zeros({64, 65}, t.dtype()) : t;
+                 }), src.metadata());
+    std::string msg = error_of([&] { (void)load_fixture_model(SafeTensorsFile::open(file)); });
     CHECK_MESSAGE(contains(msg, "'" + victim + "'"), msg);
     CHECK_MESSAGE(contains(msg, "(64, 65)"), msg);
     CHECK_MESSAGE(contains(msg, "(64, 64)"), msg);
-    CHECK_MESSAGE(contains(msg, tmp.path), msg);
+    CHECK_MESSAGE(contains(msg, file), msg);
   }
 
   TEST_CASE("vit: a missing or an unexpected weight is an error naming it") {
     SafeTensorsFile src = open_fixture();
     {
-      TempFile tmp;
-      save_safetensors(tmp.path, edited(src, [](const std::string& n, const Tensor& t) {
-                         return n == "model.patch_embed.proj.bias" ? Tensor() : t;
-                       }), src.metadata());
-      std::string msg = error_of([&] { (void)load_fixture_model(SafeTensorsFile::open(tmp.path)); });
+      TempDir dir;
+      const std::string file = dir.path("model.safetensors");
+      save_safetensors(file, edited(src, [](const std::string& n, const Tensor& t) {
+                     return n == "model.patch_embed.proj.bias" ? Tensor() : t;
+                   }), src.metadata());
+      std::string msg = error_of([&] { (void)load_fixture_model(SafeTensorsFile::open(file)); });
       CHECK_MESSAGE(contains(msg, "'model.patch_embed.proj.bias'"), msg);
       CHECK_MESSAGE(contains(msg, "missing"), msg);
     }
     {
-      TempFile tmp;
+      TempDir dir;
+      const std::string file = dir.path("model.safetensors");
       auto ts = edited(src, [](const std::string&, const Tensor& t) { return t; });
       ts.emplace_back("model.blocks.0.attn.qkv.weight", Tensor::zeros({192, 64}));
-      save_safetensors(tmp.path, ts, src.metadata());
-      std::string msg = error_of([&] { (void)load_fixture_model(SafeTensorsFile::open(tmp.path)); });
+      save_safetensors(file, ts, src.metadata());
+      std::string msg = error_of([&] { (void)load_fixture_model(SafeTensorsFile::open(file)); });
       CHECK_MESSAGE(contains(msg, "model.blocks.0.attn.qkv.weight"), msg);
     }
   }
@@ -213,9 +200,10 @@ TEST_SUITE("models") {
     Tensor x = Tensor::randn({1, 3, 32, 32}, gx);
     Tensor ya = a.forward(x), yb = b.forward(x);
     CHECK(ya.to_vector<float>() == yb.to_vector<float>());
-    TempFile tmp;
-    save_safetensors(tmp.path, a.named_tensors());
-    VisionTransformer c2 = VisionTransformer::from_file(tmp.path, c);
+    TempDir dir;
+    const std::string file = dir.path("model.safetensors");
+    save_safetensors(file, a.named_tensors());
+    VisionTransformer c2 = VisionTransformer::from_file(file, c);
     CHECK(c2.forward(x).to_vector<float>() == ya.to_vector<float>());
   }
 

@@ -18,7 +18,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +29,7 @@
 
 using namespace vislang;
 using nlohmann::json;
+using vislang::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
@@ -126,24 +126,6 @@ std::map<std::string, WordPieceTokenizer> case_tokenizers() {
     m.emplace(v, WordPieceTokenizer::from_folder(fixture_dir() + "/" + v));
   return m;
 }
-
-// A scratch folder for the error tests, removed at the end of scope.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("vislang_wp_" + std::to_string(std::rand()) + "_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& content) const {
-    std::ofstream(path / name, std::ios::binary) << content;
-    return (path / name).string();
-  }
-  std::string str() const { return path.string(); }
-};
 
 // `fn` throws a vislang::Error whose message contains `part`.
 template <typename F>
@@ -275,9 +257,10 @@ TEST_SUITE("wordpiece") {
   TEST_CASE("never_split words are kept whole and looked up as they are") {
     // Expected values from BertTokenizerLegacy.from_pretrained(dir, never_split=["Hello!", "zzzz"]).
     TempDir d;
+    const std::string folder = d.dir().string();
     d.write("vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nsay\nnow\nhello\n!\nHello!\n");
     d.write("tokenizer_config.json", "{\"do_lower_case\": false, \"never_split\": [\"Hello!\", \"zzzz\"]}");
-    const WordPieceTokenizer t = WordPieceTokenizer::from_folder(d.str());
+    const WordPieceTokenizer t = WordPieceTokenizer::from_folder(folder);
     using Strings = std::vector<std::string>;
     using Ids = std::vector<int64_t>;
     CHECK(t.tokenize("say Hello! now zzzz") == Strings{"say", "Hello!", "now", "zzzz"});
@@ -298,27 +281,28 @@ TEST_SUITE("wordpiece") {
 
   TEST_CASE("load errors name the file and the line or field") {
     TempDir d;
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, d.str() + "/vocab.txt");
+    const std::string folder = d.dir().string();
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, folder + "/vocab.txt");
     const std::string vocab = d.write("vocab.txt", "");
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, "vocab.txt' is empty");
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, "vocab.txt' is empty");
     d.write("vocab.txt", "[PAD]\nhello\n");
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, "no unknown token \"[UNK]\"");
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, "no unknown token \"[UNK]\"");
     expect_error([&] { WordPieceTokenizer::from_vocab(vocab); }, vocab);
     d.write("vocab.txt", "[PAD]\n[UNK]\nok\nbad\xff\n");
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, "vocab.txt' line 4 is not valid UTF-8");
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, "vocab.txt' line 4 is not valid UTF-8");
     d.write("vocab.txt", "[PAD]\r\n[UNK]\r\n[CLS]\r[SEP]\nhello\n");
     const std::string config = d.write("tokenizer_config.json", "{\"do_lower_case\": tru");
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, "'" + config + "' is not valid JSON");
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, "'" + config + "' is not valid JSON");
     d.write("tokenizer_config.json", "{\"do_lower_case\": \"yes\"}");
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, "'" + config + "': field \"do_lower_case\" must be true or false");
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, "'" + config + "': field \"do_lower_case\" must be true or false");
     d.write("tokenizer_config.json", "{\"unk_token\": 3}");
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, "field \"unk_token\"");
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, "field \"unk_token\"");
     d.write("tokenizer_config.json", "{\"unk_token\": \"<unk>\"}");
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, "'" + config + "' has no unknown token \"<unk>\"");
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, "'" + config + "' has no unknown token \"<unk>\"");
     d.write("tokenizer_config.json", "{\"added_tokens_decoder\": {\"7\": {\"content\": \"[NEW]\", \"special\": true}}}");
-    expect_error([&] { WordPieceTokenizer::from_folder(d.str()); }, "added_tokens_decoder");
+    expect_error([&] { WordPieceTokenizer::from_folder(folder); }, "added_tokens_decoder");
     d.write("tokenizer_config.json", "{\"model_max_length\": 1000000000000000019884624838656, \"do_lower_case\": false}");
-    const WordPieceTokenizer t = WordPieceTokenizer::from_folder(d.str());
+    const WordPieceTokenizer t = WordPieceTokenizer::from_folder(folder);
     CHECK(t.options().model_max_length == INT64_MAX);
     // \r\n, \r and \n all end lines; [MASK], missing from vocab.txt, is added after it (as HF does).
     CHECK(t.vocab_size() == 6);
