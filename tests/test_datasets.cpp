@@ -9,7 +9,6 @@
 // through load_image; plots have the requested size; errors name the path. One golden hash pins the
 // exact bytes of a few samples as a regression check on top of those properties.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -61,24 +60,7 @@ bool same_sample(const ToySample& a, const ToySample& b) {
   return true;
 }
 
-// A fresh temporary directory, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("vislang_test_datasets_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-};
+using vislang::test::TempDir;
 
 ToyWorldConfig plain_config(int size = 64) {
   ToyWorldConfig c;
@@ -585,7 +567,7 @@ TEST_CASE("png_write: round trip through load_image; atomic; errors name the pat
   toy::write_png(p, w.sample(12));
   CHECK(load_image(p).rgb == w.sample(12).rgb);
   int files = 0;
-  for (const auto& e : fs::directory_iterator(dir.path)) files += e.is_regular_file() ? 1 : 0;
+  for (const auto& e : fs::directory_iterator(dir.dir())) files += e.is_regular_file() ? 1 : 0;
   CHECK(files == 1);
   // Grey and RGBA: load_image replicates grey and drops alpha (PIL convert("RGB")).
   std::vector<uint8_t> grey = {0, 50, 100, 150, 200, 250};

@@ -24,19 +24,7 @@
 using namespace vislang;
 
 namespace {
-std::string temp_dir(const char* tag) {
-  std::string t = std::string("/tmp/vislang_recipe_") + tag + "_XXXXXX";
-  std::vector<char> buf(t.begin(), t.end());
-  buf.push_back('\0');
-  REQUIRE(::mkdtemp(buf.data()) != nullptr);
-  return buf.data();
-}
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using vislang::test::slurp;
 bool exists(const std::string& p) {
   struct stat st;
   return stat(p.c_str(), &st) == 0;
@@ -111,7 +99,8 @@ TEST_SUITE("train") {
   }
 
   TEST_CASE("toy recipe: outputs, learning signal, model folder loads, bit-exact resume") {
-    std::string d = temp_dir("toy");
+    const vislang::test::TempDir tmp("vislang_recipe_toy");
+    const std::string d = tmp.dir().string();
     train::ToyResult r = train::run_toy_recipe(tiny(d));
     for (const char* f : {"/metrics.csv", "/loss.png", "/accuracy.png", "/eval.json", "/checkpoint.safetensors",
                           "/model/config.json", "/model/model.safetensors", "/model/vocab.json", "/model/merges.txt"}) {
@@ -141,14 +130,15 @@ TEST_SUITE("train") {
     CHECK(again.zero_shot_seen == doctest::Approx(r.zero_shot_seen));
 
     // Resume: 12 steps straight == 6 steps (same 12-step schedule), checkpoint, resume to 12 — bitwise.
-    train::ToyRecipeOptions straight = tiny(temp_dir("toy_straight"));
+    const vislang::test::TempDir t1("vislang_recipe_straight"), t2("vislang_recipe_part"), t3("vislang_recipe_resumed");
+    train::ToyRecipeOptions straight = tiny(t1.dir().string());
     straight.eval_every = 0;
     train::run_toy_recipe(straight);
-    train::ToyRecipeOptions part = tiny(temp_dir("toy_part"));
+    train::ToyRecipeOptions part = tiny(t2.dir().string());
     part.eval_every = 0;
     part.stop_after = 6;
     train::run_toy_recipe(part);
-    train::ToyRecipeOptions resumed = tiny(temp_dir("toy_resumed"));
+    train::ToyRecipeOptions resumed = tiny(t3.dir().string());
     resumed.eval_every = 0;
     resumed.resume = part.out + "/checkpoint.safetensors";
     train::run_toy_recipe(resumed);
@@ -157,7 +147,8 @@ TEST_SUITE("train") {
   }
 
   TEST_CASE("fine-tuning: a CSV of toy pairs, --lock-image keeps the image tower bit-identical") {
-    std::string d = temp_dir("ft");
+    const vislang::test::TempDir tmp("vislang_recipe_ft");
+    const std::string d = tmp.dir().string();
     train::run_toy_recipe(tiny(d + "/base"));
     toy::ToyWorldConfig wc;
     wc.image_size = 32;
@@ -249,7 +240,8 @@ TEST_SUITE("train") {
   }
 
   TEST_CASE("caption data: errors name the file and line") {
-    std::string d = temp_dir("csv");
+    const vislang::test::TempDir tmp("vislang_recipe_csv");
+    const std::string d = tmp.dir().string();
     auto write = [&](const std::string& name, const std::string& text) {
       std::ofstream(d + "/" + name) << text;
       return d + "/" + name;

@@ -7,14 +7,11 @@
 // cosine_lr). Each comparison prints its worst absolute difference.
 #include <doctest/doctest.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <random>
 #include <sstream>
-#include <unistd.h>
 
 #include "core/autograd.h"
 #include "kernels/ops.h"
@@ -81,20 +78,7 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) == 0;
 }
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    dir = fs::temp_directory_path() / ("vislang_train_" + std::to_string(::getpid()) + "_" +
-                                       std::to_string(counter++) + "_" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
+using vislang::test::TempDir;
 
 // ---- a tiny model for the optimizer and checkpoint tests ---------------------------------------------
 // A 2-layer MLP classifier: logits = W2 relu(W1 x + b1) + b2, trained with cross-entropy.
