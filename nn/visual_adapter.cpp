@@ -1,6 +1,7 @@
 // nn/visual_adapter.cpp — the BERT-style post-LayerNorm blocks and VisualAdapter (see the header).
 #include "nn/visual_adapter.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -45,22 +46,26 @@ bool reassociation_pays(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t 
   return cross_attention_flops(Tq, Tk, C, Ckv, H, true) < 0.8 * cross_attention_flops(Tq, Tk, C, Ckv, H, false);
 }
 
-// VISLANG_REASSOCIATE_ATTENTION=off turns the reassociated path off (to compare speed and results).
-static bool reassociation_enabled() {
-  static const bool on = [] {
+// The policy starts as AUTO, or NEVER when VISLANG_REASSOCIATE_ATTENTION=off (to compare speed and
+// results from the command line).
+static std::atomic<Reassociation>& policy() {
+  static std::atomic<Reassociation> p{[] {
     const char* env = std::getenv("VISLANG_REASSOCIATE_ATTENTION");
-    return !(env && std::string(env) == "off");
-  }();
-  return on;
+    return env && std::string(env) == "off" ? Reassociation::NEVER : Reassociation::AUTO;
+  }()};
+  return p;
 }
+void set_reassociation(Reassociation r) { policy().store(r); }
+Reassociation reassociation() { return policy().load(); }
 
 bool PostNormAttention::cross_attention_is_reassociated(const Tensor& x, const Tensor& kv,
                                                          const ops::AttentionOptions& opt) const {
-  if (!reassociation_enabled() || &x == &kv || x.dim() != 3 || kv.dim() != 3) return false;
+  const Reassociation r = reassociation();
+  if (r == Reassociation::NEVER || &x == &kv || x.dim() != 3 || kv.dim() != 3) return false;
   if (opt.attn_mask.defined() || opt.key_padding_mask.defined() || opt.causal || opt.scale) return false;
   if (!key.bias.defined() || !value.bias.defined()) return false;
   if (autograd::needs_grad({x, kv, query.weight, key.weight, value.weight, key.bias, value.bias})) return false;
-  return reassociation_pays(x.size(1), kv.size(1), query.weight.size(0), kv.size(2), heads);
+  return r == Reassociation::ALWAYS || reassociation_pays(x.size(1), kv.size(1), query.weight.size(0), kv.size(2), heads);
 }
 
 Tensor PostNormAttention::attend_reassociated(const Tensor& q, const Tensor& kv) const {

@@ -34,7 +34,7 @@ struct PostNormAttention {
   // x (B, Tq, C), kv (B, Tk, Ckv) -> (B, Tq, C). opt.key_padding_mask (B, Tk) u8 masks keys.
   Tensor forward(const Tensor& x, const Tensor& kv, const ops::AttentionOptions& opt = {}) const;
   // True when forward(x, kv, opt) takes the reassociated path (see visual_adapter.cpp): inference,
-  // no masks, and fewer flops than projecting kv to keys and values.
+  // no masks, and (policy AUTO) fewer flops than projecting kv to keys and values.
   bool cross_attention_is_reassociated(const Tensor& x, const Tensor& kv, const ops::AttentionOptions& opt = {}) const;
   // q (B, H, Tq, D) projected queries, kv (B, Tk, Ckv) -> attention output before `dense`, (B, Tq, C).
   Tensor attend_reassociated(const Tensor& q, const Tensor& kv) const;
@@ -45,6 +45,12 @@ struct PostNormAttention {
 // (see visual_adapter.cpp). forward() reassociates at inference when that needs < 80 % of the flops.
 double cross_attention_flops(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t heads, bool reassociated);
 bool reassociation_pays(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t heads);
+// When PostNormAttention::forward reassociates (inference, no masks): AUTO where it pays (the
+// default), ALWAYS (tests run small models through it), NEVER (VISLANG_REASSOCIATE_ATTENTION=off
+// sets this at start-up). Process-wide.
+enum class Reassociation { AUTO, ALWAYS, NEVER };
+void set_reassociation(Reassociation r);
+Reassociation reassociation();
 
 // HF BertIntermediate + BertOutput: intermediate.dense (H, C), output.dense (C, H), output.LayerNorm (C),
 // read from two sibling scopes (BLIP-2 has two such pairs per layer: intermediate/output for text,

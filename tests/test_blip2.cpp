@@ -171,6 +171,21 @@ TEST_SUITE("blip2") {
     check_against_reference(fixture("hf"), ref, "hf/ (reference kernels)");
   }
 
+  // The fixture is too small for the reassociated cross-attention to pay (nn::reassociation_pays), so
+  // AUTO never takes it here; ALWAYS runs the whole model through it (the image pass and ITM, where
+  // text and queries share the self-attention) against the same transformers outputs.
+  TEST_CASE("blip2: the reassociated cross-attention (forced) matches transformers at every stage") {
+    struct Policy {
+      nn::Reassociation saved = nn::reassociation();
+      Policy() { nn::set_reassociation(nn::Reassociation::ALWAYS); }
+      ~Policy() { nn::set_reassociation(saved); }
+    } policy;
+    SafeTensorsFile ref = open_versioned(fixture("reference.safetensors"));
+    check_against_reference(fixture("hf"), ref, "hf/ (cpu, cross-attention reassociated)");
+    CpuModeGuard g(CpuMode::REFERENCE);
+    check_against_reference(fixture("hf"), ref, "hf/ (reference kernels, cross-attention reassociated)");
+  }
+
   TEST_CASE("blip2: CUDA") {
     if (cuda_device_count() == 0) {
       MESSAGE(str("skipped: ", cuda_built() ? "no CUDA GPU on this machine" : "vislang was built without CUDA"));
