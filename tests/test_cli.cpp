@@ -1,5 +1,5 @@
 // tests/test_cli.cpp — the `vislang` binary end to end (suite "cli"): each case runs the real
-// executable (fork + exec, stdout and stderr captured separately) and compares what it prints with
+// executable (tests/test_process.h: stdout and stderr captured separately) and compares what it prints with
 // the same computation done in-process through the library:
 //   tokenize    ids == ClipTokenizer::tokenize without the padding; too long → exit 1 naming the counts;
 //               --model (BLIP-2 fixture tests/fixtures/blip2/hf, weights/toy_clip with its own BPE) and
