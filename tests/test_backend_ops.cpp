@@ -36,11 +36,6 @@ struct OpCase {
 };
 
 
-
-Tensor rndn(const Shape& s, DType t, uint64_t seed, double stddev = 1.0) {
-  Generator g(seed);
-  return Tensor::randn(s, g, DType::F32, Device::cpu(), 0.0, stddev).to(t);
-}
 std::string dn(DType t) { return dtype_name(t); }
 
 using Fn = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
