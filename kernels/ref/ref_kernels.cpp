@@ -33,10 +33,11 @@ using Index = std::vector<int64_t>;  // a multi-index, one entry per dim
 // ---- element access ---------------------------------------------------------------------------------
 
 // Address of element `idx` of t: element offset = sum idx[d] * stride[d], scaled by the element size.
-char* element_address(const Tensor& t, const int64_t* idx) {
+char* element_address(const Tensor& t, const int64_t* idx, size_t n) {
   const Shape& st = t.strides();
+  VL_CHECK(n == st.size(), "reference kernel: a ", n, "-d index into ", t.describe());
   int64_t off = 0;
-  for (size_t d = 0; d < st.size(); ++d) off += idx[d] * st[d];
+  for (size_t d = 0; d < n; ++d) off += idx[d] * st[d];
   return static_cast<char*>(t.data_ptr()) + off * static_cast<int64_t>(t.element_size());
 }
 
@@ -59,13 +60,17 @@ void store_value(void* p, DType t, double v) {
   store_from_f64(p, t, v);
 }
 
-double load(const Tensor& t, const Index& idx) { return load_as_f64(element_address(t, idx.data()), t.dtype()); }
-double load(const Tensor& t, std::initializer_list<int64_t> idx) {
-  return load_as_f64(element_address(t, idx.begin()), t.dtype());
+double load(const Tensor& t, const Index& idx) {
+  return load_as_f64(element_address(t, idx.data(), idx.size()), t.dtype());
 }
-void store(const Tensor& t, const Index& idx, double v) { store_value(element_address(t, idx.data()), t.dtype(), v); }
+double load(const Tensor& t, std::initializer_list<int64_t> idx) {
+  return load_as_f64(element_address(t, idx.begin(), idx.size()), t.dtype());
+}
+void store(const Tensor& t, const Index& idx, double v) {
+  store_value(element_address(t, idx.data(), idx.size()), t.dtype(), v);
+}
 void store(const Tensor& t, std::initializer_list<int64_t> idx, double v) {
-  store_value(element_address(t, idx.begin()), t.dtype(), v);
+  store_value(element_address(t, idx.begin(), idx.size()), t.dtype(), v);
 }
 
 // ---- iteration --------------------------------------------------------------------------------------
