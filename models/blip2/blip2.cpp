@@ -206,7 +206,11 @@ Blip2Config read_checkpoint_config(const std::string& path) {
     }
     return cfg;
   }
-  SafeTensorsFile f = SafeTensorsFile::open(path);  // converted single file: the header only
+  return converted_config(SafeTensorsFile::open(path));  // converted single file: the header only
+}
+
+Blip2Config converted_config(const SafeTensorsFile& f) {
+  const std::string& path = f.path();
   auto it = f.metadata().find("vislang.config");
   VL_CHECK(it != f.metadata().end(), "blip2: ", path, " has no 'vislang.config' metadata: not a converted vislang "
            "model (python3 tools/convert.py SRC ", path, ")");
@@ -218,14 +222,15 @@ Blip2Config read_checkpoint_config(const std::string& path) {
 }
 
 Blip2Retrieval Blip2Retrieval::load(const std::string& path, Device device, DType dtype) {
-  const Blip2Config cfg = read_checkpoint_config(path);
   if (std::filesystem::is_directory(path)) {
+    const Blip2Config cfg = read_checkpoint_config(path);
     const std::string st_path = path + "/model.safetensors";
     VL_CHECK(std::filesystem::is_regular_file(st_path), "blip2: ", path, " has no model.safetensors (sharded or pytorch_model.bin "
              "checkpoints are not read directly: python3 tools/convert.py ", path, " OUT.safetensors)");
     return from_weights(SafeTensorsFile::open(st_path), cfg, device, dtype);
   }
-  return from_weights(SafeTensorsFile::open(path), cfg, device, dtype);
+  const SafeTensorsFile f = SafeTensorsFile::open(path);  // opened once: its config, then its weights
+  return from_weights(f, converted_config(f), device, dtype);
 }
 
 // (B, Q + T) u8, 1 = padded key; undefined when nothing is padded. The mask (B, T) has 1 for tokens.

@@ -165,6 +165,8 @@ class Blip2Retrieval {
 // The config of the checkpoint at `path`, as Blip2Retrieval::load reads it, without the weights: a
 // Hugging Face folder's config.json (+ preprocessor_config.json), or a converted file's vislang.config.
 Blip2Config read_checkpoint_config(const std::string& path);
+// The vislang.config of an opened converted file (errors name the file).
+Blip2Config converted_config(const SafeTensorsFile& f);
 // min(the tokenizer's model_max_length, the Q-Former's max_position_embeddings).
 int64_t max_text_length(const Blip2Config& cfg, const WordPieceTokenizer& tok);
 // Texts → [CLS] WordPiece tokens [SEP], padded to the longest with [PAD] (mask 0), at most L tokens. A

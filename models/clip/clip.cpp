@@ -188,7 +188,11 @@ ClipConfig read_checkpoint_config(const std::string& path) {
       VL_FAIL(cfg_path, ": ", e.what());
     }
   }
-  SafeTensorsFile f = SafeTensorsFile::open(path);  // the header only
+  return converted_config(SafeTensorsFile::open(path));  // the header only
+}
+
+ClipConfig converted_config(const SafeTensorsFile& f) {
+  const std::string& path = f.path();
   auto it = f.metadata().find("vislang.config");
   VL_CHECK(it != f.metadata().end(), "clip: ", path, " has no 'vislang.config' metadata: it is not a converted "
            "vislang model (convert it with python3 tools/convert.py ", path, " OUT.safetensors)");
@@ -206,15 +210,16 @@ ClipConfig read_checkpoint_config(const std::string& path) {
 }
 
 ClipModel ClipModel::load(const std::string& path, Device device, DType dtype) {
-  const ClipConfig cfg = read_checkpoint_config(path);
   if (is_dir(path)) {
+    const ClipConfig cfg = read_checkpoint_config(path);
     const std::string st_path = path + "/model.safetensors";
     struct stat st;
     VL_CHECK(stat(st_path.c_str(), &st) == 0, "clip: ", path, " has no model.safetensors (pytorch_model.bin is not "
              "read directly: convert it with python3 tools/convert.py ", path, " model.safetensors)");
     return from_weights(SafeTensorsFile::open(st_path), cfg, device, dtype);
   }
-  return from_weights(SafeTensorsFile::open(path), cfg, device, dtype);
+  const SafeTensorsFile f = SafeTensorsFile::open(path);  // opened once: its config, then its weights
+  return from_weights(f, converted_config(f), device, dtype);
 }
 
 Tensor ClipModel::image_features(const Tensor& pixels) const { return vision_->encode(pixels.to(device_).to(dtype_)); }

@@ -71,6 +71,8 @@ class ImageTower {
 // The config of the checkpoint at `path`, as ClipModel::load reads it, without the weights: a Hugging
 // Face folder's config.json, or a converted file's vislang.config metadata.
 ClipConfig read_checkpoint_config(const std::string& path);
+// The vislang.config of an opened converted file (errors name the file).
+ClipConfig converted_config(const SafeTensorsFile& f);
 
 class ClipModel {
  public:
