@@ -31,8 +31,8 @@ void PostNormAttention::load(const WeightScope& s, int64_t dim, int64_t kv_dim, 
 //   scores_h = q_h k_hᵀ = q_h (X W_k,hᵀ + b_k,h)ᵀ = (q_h W_k,h) Xᵀ + q_h b_k,hᵀ
 //     where q_h b_k,hᵀ is one constant per query row, which the softmax over keys cancels;
 //   out_h = P_h (X W_v,hᵀ + b_v,h) = (P_h X) W_v,hᵀ + b_v,h      since every row of P_h sums to 1.
-// Flops: 4·Tq·C·Ckv + 4·H·Tq·Tk·Ckv instead of 4·Tk·Ckv·C + 4·Tq·Tk·C (BLIP-2: 0.69 vs 1.14 GFLOP per
-// image and layer). The result is the same function, rounded differently (f32: ~1e-6 relative).
+// Flops: 4·Tq·C·Ckv + 4·H·Tq·Tk·Ckv instead of 4·Tk·Ckv·C + 4·Tq·Tk·C, plus the query and output
+// projections either way (cross_attention_flops; BLIP-2: 0.77 vs 1.21 GFLOP per image and layer). The result is the same function, rounded differently (f32: ~1e-6 relative).
 // Used for inference only (no gradient is recorded through it: training keeps the textbook order)
 // and only without masks, where it is cheaper (cross_attention_is_reassociated).
 double cross_attention_flops(int64_t Tq, int64_t Tk, int64_t C, int64_t Ckv, int64_t heads, bool reassociated) {
@@ -87,15 +87,16 @@ Tensor PostNormAttention::attend_reassociated(const Tensor& q, const Tensor& kv)
 }
 
 Tensor PostNormAttention::forward(const Tensor& x, const Tensor& kv, const ops::AttentionOptions& opt) const {
+  Tensor q = split_heads(query.forward(x), heads);  // (B, H, Tq, D)
+  Tensor a;                                         // (B, Tq, C)
   if (cross_attention_is_reassociated(x, kv, opt)) {
-    Tensor a = attend_reassociated(split_heads(query.forward(x), heads), kv);  // (B, Tq, C)
-    return norm.forward(ops::add(x, dense.forward(a)));
+    a = attend_reassociated(q, kv);
+  } else {
+    Tensor k = split_heads(key.forward(kv), heads);    // (B, H, Tk, D)
+    Tensor v = split_heads(value.forward(kv), heads);  // (B, H, Tk, D)
+    a = merge_heads(ops::scaled_dot_product_attention(q, k, v, opt));
   }
-  Tensor q = split_heads(query.forward(x), heads);    // (B, H, Tq, D)
-  Tensor k = split_heads(key.forward(kv), heads);     // (B, H, Tk, D)
-  Tensor v = split_heads(value.forward(kv), heads);   // (B, H, Tk, D)
-  Tensor a = merge_heads(ops::scaled_dot_product_attention(q, k, v, opt));  // (B, Tq, C)
-  return norm.forward(ops::add(x, dense.forward(a)));                          // post-LN residual
+  return norm.forward(ops::add(x, dense.forward(a)));  // post-LN residual
 }
 
 // ---- PostNormFeedForward ------------------------------------------------------------------------
