@@ -120,13 +120,9 @@ void print_results(const std::vector<search::SearchResult>& rs, const std::strin
   if (format == "jsonl") {
     int rank = 0;
     for (const search::SearchResult& r : rs) {
-      nlohmann::json j = {{"rank", ++rank},     {"id", r.id},           {"score", r.score},
-                          {"path", r.row.path}, {"label", r.row.label}, {"caption", r.row.caption}};
-      if (with_itm) {
-        j["itc"] = r.score;
-        j["itm"] = std::isnan(r.itm) ? nlohmann::json() : nlohmann::json(r.itm);
-        if (!std::isnan(r.itm)) j["score"] = r.itm;
-      }
+      nlohmann::json j = {{"rank", ++rank},     {"id", r.id},           {"path", r.row.path},
+                          {"label", r.row.label}, {"caption", r.row.caption}};
+      search::put_scores(j, r, with_itm);
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
     return;

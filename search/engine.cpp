@@ -10,6 +10,14 @@
 
 namespace vislang::search {
 
+void put_scores(nlohmann::json& j, const SearchResult& r, bool with_itm) {
+  j["score"] = r.score;
+  if (!with_itm) return;
+  j["itc"] = r.score;
+  j["itm"] = std::isnan(r.itm) ? nlohmann::json() : nlohmann::json(r.itm);
+  if (!std::isnan(r.itm)) j["score"] = r.itm;
+}
+
 namespace {
 constexpr int kMaxK = 10000;
 

@@ -23,6 +23,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "image/image.h"
 #include "search/embedder.h"
 #include "search/index_db.h"
@@ -49,6 +51,11 @@ struct ItmSkip {
   int64_t id = 0;
   std::string path, reason;
 };
+
+// The score fields of one result in JSON, as `vislang search --format jsonl` and the server's
+// /api/search write them: "score" the cosine; with `with_itm` (an ITM re-ranking) also "itc" (the
+// cosine) and "itm" (P(match), null where not computed), and "score" is then P(match) where computed.
+void put_scores(nlohmann::json& j, const SearchResult& r, bool with_itm);
 
 struct ItmSearch {
   std::vector<SearchResult> results;  // at most k; SearchResult::itm set on the re-scored ones

@@ -195,7 +195,6 @@ struct SearchServer::Impl {
   // `vislang search --rerank`), "itc" the cosine and "itm" P(match) or null.
   json result_json(const SearchResult& r, bool with_itm) const {
     json j = {{"id", r.id},
-              {"score", r.score},
               {"path", r.row.path},
               {"label", r.row.label},
               {"caption", r.row.caption},
@@ -203,11 +202,7 @@ struct SearchServer::Impl {
               {"height", r.row.height},
               {"image", vislang::str("/image/", r.id)},
               {"thumb", vislang::str("/thumb/", r.id)}};
-    if (with_itm) {
-      j["itc"] = r.score;
-      j["itm"] = std::isnan(r.itm) ? json() : json(r.itm);
-      if (!std::isnan(r.itm)) j["score"] = r.itm;
-    }
+    put_scores(j, r, with_itm);
     return j;
   }
   json results_json(const std::vector<SearchResult>& rs, Clock::time_point t0, bool with_itm = false) const {
